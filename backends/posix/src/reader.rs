@@ -1,0 +1,77 @@
+//! Streaming reads: the file is opened and checked on the blocking pool (so a missing file is an error
+//! before any byte is sent), then a reader thread fills a small queue of chunks while the network side
+//! drains it. Ranges up to one chunk are read at open time, so a small GET costs one blocking trip.
+
+use crate::error::PosixError;
+use crate::{blocking, status_from_metadata, CHUNK_SIZE};
+use archive_core::{GetResult, Key, ReadRange, Result};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+/// Chunks read ahead of the network.
+const READ_AHEAD: usize = 4;
+
+pub(crate) async fn open(key: Key, path: PathBuf, range: ReadRange) -> Result<GetResult> {
+    let (status, range, first, file) = blocking(move || {
+        let err = |e| PosixError::Open(path.clone(), e).into_core(&key);
+        let mut file = File::open(&path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let status = status_from_metadata(&key, &path, &meta)?;
+        let range = range.resolve(status.size);
+        let len = range.end - range.start;
+        if range.start > 0 {
+            file.seek(SeekFrom::Start(range.start))
+                .map_err(|e| PosixError::Read(path.clone(), e).into_core(&key))?;
+        }
+        let first_len = len.min(CHUNK_SIZE as u64) as usize;
+        let first = read_chunk(&mut file, first_len)
+            .map_err(|e| PosixError::Read(path.clone(), e).into_core(&key))?;
+        let rest = (len > first_len as u64).then_some((file, len - first_len as u64));
+        Ok((status, range, first, rest))
+    })
+    .await?;
+
+    let head = futures::stream::once(async move { Ok(first) });
+    let stream = match file {
+        None => head.boxed(),
+        Some((file, remaining)) => head.chain(read_rest(file, remaining)).boxed(),
+    };
+    Ok(GetResult {
+        status,
+        range,
+        stream,
+    })
+}
+
+/// Reads exactly `len` bytes (a file that shrank underneath us is an error, not a short body).
+fn read_chunk(file: &mut File, len: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len);
+    file.read_exact(&mut buf)?;
+    Ok(buf.freeze())
+}
+
+fn read_rest(mut file: File, mut remaining: u64) -> impl futures::Stream<Item = io::Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        while remaining > 0 {
+            let len = remaining.min(CHUNK_SIZE as u64) as usize;
+            let chunk = read_chunk(&mut file, len);
+            let failed = chunk.is_err();
+            // A send error means the client went away: stop reading.
+            if tx.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+            remaining -= len as u64;
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+) -> impl futures::Stream<Item = io::Result<Bytes>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

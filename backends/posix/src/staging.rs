@@ -1,0 +1,331 @@
+//! Atomic, durable, write-once writes.
+//!
+//! A body is written to a hidden partial file in the target directory, fsynced, given its mtime and mode
+//! 0444, then linked in under its name with `renameat2(RENAME_NOREPLACE)` (or a plain rename when
+//! overwriting), and the directory is fsynced. Until that last step nothing is visible under the key; a
+//! partial file is removed by `Drop` on every error path, and by [`crate::sweep_partials`] after a crash.
+
+use crate::blocking;
+use crate::error::{is_out_of_space, PosixError};
+use archive_core::{ByteStream, Error, Key, PutOptions, PutOutcome, Result};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes gathered before one write to disk (and the unit of reads).
+pub const CHUNK_SIZE: usize = 1 << 20;
+/// Buffers in flight between the network side and the writer thread.
+const WRITE_QUEUE: usize = 2;
+const PARTIAL_SUFFIX: &str = ".partial";
+
+static NEXT_PARTIAL: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a directory entry is one of our partial files.
+pub fn is_partial_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+}
+
+fn partial_path_for(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let n = NEXT_PARTIAL.fetch_add(1, Ordering::Relaxed);
+    target.with_file_name(format!(
+        ".{name}.{}-{n}{PARTIAL_SUFFIX}",
+        std::process::id()
+    ))
+}
+
+/// A partial file being written. Dropping it without [`Staged::commit`] removes it.
+struct Staged {
+    key: Key,
+    target: PathBuf,
+    partial: PathBuf,
+    file: Option<File>,
+    written: u64,
+}
+
+impl Staged {
+    fn create(key: Key, target: PathBuf) -> Result<Self> {
+        let parent = target
+            .parent()
+            .expect("a key always has a parent directory")
+            .to_path_buf();
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| PosixError::Open(parent.clone(), e).into_core(&key))?;
+        if target.is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "Can't open {key} for writing: a directory of that name exists"
+            )));
+        }
+        let partial = partial_path_for(&target);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&partial)
+            .map_err(|e| PosixError::Open(partial.clone(), e).into_core(&key))?;
+        Ok(Staged {
+            key,
+            target,
+            partial,
+            file: Some(file),
+            written: 0,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("open until commit");
+        file.write_all(data)
+            .map_err(|e| PosixError::Write(self.partial.clone(), e).into_core(&self.key))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    /// Checks the length, records mtime and mode, makes the data durable and links it in.
+    fn commit(mut self, options: &PutOptions) -> Result<PutOutcome> {
+        if let Some(expected) = options.expected_len {
+            if expected != self.written {
+                return Err(Error::InvalidArgument(format!(
+                    "Content-Length announced {expected} bytes but the body had {}; nothing was stored",
+                    self.written
+                )));
+            }
+        }
+        let file = self.file.take().expect("open until commit");
+        let err = |e: PosixError| e.into_core(&self.key);
+        if let Some(mtime) = options.mtime {
+            file.set_modified(mtime)
+                .map_err(|e| err(PosixError::SetTime(self.partial.clone(), e)))?;
+        }
+        file.set_permissions(std::fs::Permissions::from_mode(0o444))
+            .map_err(|e| err(PosixError::Write(self.partial.clone(), e)))?;
+        file.sync_all()
+            .map_err(|e| err(PosixError::Sync(self.partial.clone(), e)))?;
+        drop(file);
+        link_in(&self.partial, &self.target, options.overwrite).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists {
+                    key: self.key.to_string(),
+                }
+            } else {
+                err(PosixError::Move(
+                    self.partial.clone(),
+                    self.target.clone(),
+                    e,
+                ))
+            }
+        })?;
+        // Linked in: from here on the partial name no longer exists and Drop must not remove anything.
+        self.partial = PathBuf::new();
+        let dir = self.target.parent().expect("has parent");
+        sync_dir(dir).map_err(|e| err(PosixError::Sync(dir.to_path_buf(), e)))?;
+        Ok(PutOutcome {
+            bytes: self.written,
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.partial.as_os_str().is_empty() {
+            self.file.take();
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// Renames `from` to `to`; without `overwrite` an existing `to` fails with `AlreadyExists` atomically.
+pub(crate) fn link_in(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
+    if overwrite {
+        return std::fs::rename(from, to);
+    }
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_NOREPLACE: link(2) refuses an existing name just as atomically.
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// fsync of a directory, so that a rename or unlink in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn refuse_existing(key: &Key, target: &Path, options: &PutOptions) -> Result<()> {
+    if !options.overwrite && std::fs::symlink_metadata(target).is_ok() {
+        return Err(Error::AlreadyExists {
+            key: key.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn too_long(expected: u64) -> Error {
+    Error::InvalidArgument(format!(
+        "Content-Length announced {expected} bytes but the body is longer; nothing was stored"
+    ))
+}
+
+/// Writes a body under `target`. Small bodies (up to [`CHUNK_SIZE`]) cost one trip to the blocking pool;
+/// larger ones stream through a writer thread with [`WRITE_QUEUE`] buffers in flight, so memory stays
+/// bounded whatever the size.
+pub(crate) async fn put_stream(
+    key: Key,
+    target: PathBuf,
+    mut body: ByteStream,
+    options: PutOptions,
+) -> Result<PutOutcome> {
+    // Refuse a taken key before reading the body: the client learns at once and nothing is written.
+    refuse_existing(&key, &target, &options)?;
+    let limit = options.expected_len;
+    let mut buf =
+        BytesMut::with_capacity(CHUNK_SIZE.min(limit.unwrap_or(u64::MAX) as usize).max(1));
+    let mut total: u64 = 0;
+    let mut ended = false;
+    while buf.len() < CHUNK_SIZE {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk.map_err(|e| body_error(&key, e))?;
+                total += chunk.len() as u64;
+                if limit.is_some_and(|l| total > l) {
+                    return Err(too_long(limit.unwrap_or_default()));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    if ended {
+        let data = buf.freeze();
+        return blocking(move || {
+            let mut staged = Staged::create(key, target)?;
+            staged.write(&data)?;
+            staged.commit(&options)
+        })
+        .await;
+    }
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer_key = key.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<Staged> {
+        let mut staged = Staged::create(writer_key, target)?;
+        while let Some(data) = rx.blocking_recv() {
+            staged.write(&data)?;
+        }
+        Ok(staged)
+    });
+    let reading = async {
+        let mut buf = buf;
+        loop {
+            let next = body.next().await;
+            let flush = match &next {
+                Some(Ok(chunk)) => buf.len() + chunk.len() > CHUNK_SIZE,
+                _ => true,
+            };
+            if flush && !buf.is_empty() && tx.send(buf.split().freeze()).await.is_err() {
+                // The writer stopped early; its own error is the one to report.
+                return Ok(());
+            }
+            match next {
+                Some(Ok(chunk)) => {
+                    total += chunk.len() as u64;
+                    if limit.is_some_and(|l| total > l) {
+                        return Err(too_long(limit.unwrap_or_default()));
+                    }
+                    if buf.capacity() - buf.len() < chunk.len() {
+                        buf.reserve(CHUNK_SIZE.max(chunk.len()));
+                    }
+                    buf.extend_from_slice(&chunk);
+                }
+                Some(Err(e)) => return Err(body_error(&key, e)),
+                None => return Ok(()),
+            }
+        }
+    };
+    let read_result = reading.await;
+    drop(tx);
+    let staged = writer.await.map_err(|e| Error::backend("posix", e))?;
+    // A body error wins over the writer's result: the partial file is dropped (and removed) either way.
+    read_result?;
+    let staged = staged?;
+    blocking(move || staged.commit(&options)).await
+}
+
+fn body_error(key: &Key, e: io::Error) -> Error {
+    if is_out_of_space(&e) {
+        return Error::InsufficientStorage(e.to_string());
+    }
+    Error::InvalidArgument(format!(
+        "The upload of {key} was cut off or failed ({e}); nothing was stored"
+    ))
+}
+
+/// Moves a server-side file in under `target` (PATCH). A rename when source and archive share a
+/// filesystem; otherwise a durable copy through a partial file, then the source is removed.
+pub(crate) async fn adopt(
+    key: Key,
+    target: PathBuf,
+    source: PathBuf,
+    overwrite: bool,
+) -> Result<()> {
+    blocking(move || {
+        let meta = std::fs::metadata(&source).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotFound {
+                key: source.display().to_string(),
+            },
+            _ => Error::backend("posix", PosixError::Move(source.clone(), target.clone(), e)),
+        })?;
+        if !meta.is_file() {
+            return Err(Error::InvalidArgument(format!(
+                "Can't move {}: it is not a regular file",
+                source.display()
+            )));
+        }
+        let options = PutOptions {
+            overwrite,
+            mtime: meta.modified().ok(),
+            expected_len: Some(meta.len()),
+        };
+        refuse_existing(&key, &target, &options)?;
+        let parent = target.parent().expect("has parent");
+        std::fs::create_dir_all(parent)
+            .map_err(|e| PosixError::Open(parent.to_path_buf(), e).into_core(&key))?;
+        match link_in(&source, &target, overwrite) {
+            Ok(()) => {
+                sync_dir(parent)
+                    .map_err(|e| PosixError::Sync(parent.to_path_buf(), e).into_core(&key))?;
+                return Ok(());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists {
+                    key: key.to_string(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {}
+            Err(e) => return Err(PosixError::Move(source, target, e).into_core(&key)),
+        }
+        let mut from =
+            File::open(&source).map_err(|e| PosixError::Open(source.clone(), e).into_core(&key))?;
+        let mut staged = Staged::create(key.clone(), target)?;
+        let file = staged.file.as_mut().expect("open");
+        staged.written = io::copy(&mut from, file)
+            .map_err(|e| PosixError::Write(staged.partial.clone(), e).into_core(&key))?;
+        staged.commit(&options)?;
+        std::fs::remove_file(&source).map_err(|e| PosixError::Remove(source, e).into_core(&key))
+    })
+    .await
+}
