@@ -1,4 +1,91 @@
 //! archiveinterface: tape and other high-latency storage behind the Pacifica Archive Interface and
 //! SwiftHLM HTTP APIs.
+//!
+//! Module map:
+//! - [`cli`], [`config`]: flags and the layered configuration.
+//! - [`server`]: building the backend, the router with its middleware, serving with graceful shutdown.
+//! - [`telemetry`]: logging.
+//! - [`error`]: the one API error type and its status table.
+//! - [`pacifica`]: the `/{id}` files API.
+//! - [`hlm`]: the HLM side (request queue, dispatcher, recall scheduler).
+//! - [`upload`]: request bodies as backend streams; [`pyjson`]: Python-compatible JSON bodies.
 
+pub mod cli;
+pub mod config;
+pub mod error;
 pub mod hlm;
+pub mod pacifica;
+pub mod pyjson;
+pub mod server;
+pub mod telemetry;
+pub mod upload;
+
+use archive_core::{ArchiveBackend, GetResult, Key, ReadRange};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use server::{app, build_backend, serve};
+
+/// Settings the routers read on every request (immutable after start-up).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Map integer ids through id2filename.
+    pub use_id2filename: bool,
+    /// PUT/PATCH may replace existing files.
+    pub allow_overwrite: bool,
+    /// Directories PATCH may move files in from, resolved (symlinks followed) at start-up.
+    pub patch_source_dirs: Vec<PathBuf>,
+    /// Longest silence allowed within an upload.
+    pub body_idle_timeout: Duration,
+}
+
+impl Settings {
+    /// The request-time settings from a validated configuration.
+    pub fn from_config(config: &config::Config) -> std::io::Result<Self> {
+        let patch_source_dirs = config
+            .patch_source_dirs
+            .iter()
+            .map(std::fs::canonicalize)
+            .collect::<std::io::Result<_>>()?;
+        Ok(Settings {
+            use_id2filename: config.use_id2filename,
+            allow_overwrite: config.allow_overwrite,
+            patch_source_dirs,
+            body_idle_timeout: Duration::from_secs(config.body_idle_timeout_secs),
+        })
+    }
+}
+
+/// What every handler shares: the backend and the settings. No per-request mutable state lives here.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The storage backend.
+    pub backend: Arc<dyn ArchiveBackend>,
+    /// Request-time settings.
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// State over `backend` with `settings`.
+    pub fn new(backend: Arc<dyn ArchiveBackend>, settings: Settings) -> Self {
+        AppState {
+            backend,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Asks for a file to be brought to disk; returns once the request is accepted.
+    pub async fn stage(&self, key: &Key) -> archive_core::Result<()> {
+        self.backend.stage(key).await
+    }
+
+    /// Opens a file for reading.
+    pub async fn open_for_read(
+        &self,
+        key: &Key,
+        range: ReadRange,
+    ) -> archive_core::Result<GetResult> {
+        self.backend.get(key, range).await
+    }
+}

@@ -1,1 +1,51 @@
-fn main() {}
+//! The `archiveinterface` binary: flags -> configuration -> logging -> server. Everything that can be
+//! wrong with the configuration is reported before the port opens, with exit status 2.
+
+use archiveinterface::cli::{Cli, Command};
+use archiveinterface::config::Config;
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), &cli.overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("archiveinterface: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    archiveinterface::telemetry::init(&config);
+    if cli.cherrypy_config.is_some() {
+        tracing::warn!("--cherrypy-config is accepted for compatibility and ignored");
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            match toml_of(&config) {
+                Ok(text) => print!("{text}"),
+                Err(e) => eprintln!("archiveinterface: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Serve => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("archiveinterface: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(archiveinterface::server::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("archiveinterface: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn toml_of(config: &Config) -> Result<String, String> {
+    toml::to_string(config).map_err(|e| e.to_string())
+}

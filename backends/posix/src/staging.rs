@@ -283,7 +283,8 @@ pub(crate) async fn adopt(
     overwrite: bool,
 ) -> Result<()> {
     blocking(move || {
-        let meta = std::fs::metadata(&source).map_err(|e| match e.kind() {
+        // symlink_metadata: a symlink is refused, never followed (it could point anywhere on the server).
+        let meta = std::fs::symlink_metadata(&source).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::NotFound {
                 key: source.display().to_string(),
             },

@@ -1,0 +1,287 @@
+//! Configuration: one struct with documented defaults, loaded as defaults < TOML file < environment
+//! (`PAI_BACKEND_TYPE`/`PAI_PREFIX` as the reference's WSGI entry point reads them, then
+//! `ARCHIVEINTERFACE_<KEY>` and `ARCHIVEINTERFACE_<SECTION>__<KEY>`) < command-line flags, then validated
+//! as a whole so that a bad value stops start-up with a message naming the key and the value.
+
+use crate::cli::FlagOverrides;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which storage backend serves the files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendType {
+    /// Plain disk under `prefix`.
+    Posix,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// The whole server configuration. Every field has a default; `config/archiveinterface.toml` documents
+/// each one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub address: String,
+    /// TCP port (0 = pick a free one).
+    pub port: u16,
+    /// Storage backend.
+    #[serde(rename = "type")]
+    pub backend: BackendType,
+    /// Directory the archive lives in; created if missing.
+    pub prefix: PathBuf,
+    /// Map integer ids through Pacifica's id2filename tree (ids must be integers).
+    pub use_id2filename: bool,
+    /// Let PUT and PATCH replace existing files. Off: the archive is write-once.
+    pub allow_overwrite: bool,
+    /// Directories PATCH may move files in from (anything else is refused with 403). Empty: PATCH is off.
+    pub patch_source_dirs: Vec<PathBuf>,
+    /// An upload that sends no data for this long is abandoned (nothing is stored).
+    pub body_idle_timeout_secs: u64,
+    /// Remove partial files left by a crash when the server starts.
+    pub sweep_partials_on_start: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter (`info`, `debug`, `archiveinterface=debug,tower_http=info`, ...). `RUST_LOG` wins.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            address: "127.0.0.1".into(),
+            port: 8080,
+            backend: BackendType::Posix,
+            prefix: PathBuf::from("archive-data"),
+            use_id2filename: false,
+            allow_overwrite: false,
+            patch_source_dirs: Vec::new(),
+            body_idle_timeout_secs: 60,
+            sweep_partials_on_start: true,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key, the value and the source.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// The top-level keys, for the environment filter: stray `ARCHIVEINTERFACE_*` variables that are not
+    /// keys (such as `ARCHIVEINTERFACE_CONFIG`) are not configuration.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Loads defaults < `file` < environment < `flags`, and validates the result.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let keys = Config::keys();
+        let figment = figment
+            .merge(
+                Env::raw()
+                    .only(&["PAI_BACKEND_TYPE", "PAI_PREFIX"])
+                    .map(|k| {
+                        if k == "PAI_BACKEND_TYPE" {
+                            "type".into()
+                        } else {
+                            "prefix".into()
+                        }
+                    }),
+            )
+            .merge(
+                Env::prefixed("ARCHIVEINTERFACE_")
+                    .filter(move |k| {
+                        let top = k.as_str().split("__").next().unwrap_or_default();
+                        keys.iter().any(|key| key.eq_ignore_ascii_case(top))
+                    })
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(flags.clone()));
+        let config: Config = figment.extract().map_err(|e| {
+            ConfigError(
+                e.into_iter()
+                    .map(|e| describe(&e))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: &dyn std::fmt::Debug, why: &str| {
+            Err(ConfigError(format!("key `{key}` = {value:?}: {why}")))
+        };
+        if self.address.trim().is_empty() {
+            return bad("address", &self.address, "must not be empty");
+        }
+        if self.prefix.as_os_str().is_empty() {
+            return bad("prefix", &self.prefix, "must not be empty");
+        }
+        if self.body_idle_timeout_secs == 0 {
+            return bad(
+                "body_idle_timeout_secs",
+                &self.body_idle_timeout_secs,
+                "must be at least 1",
+            );
+        }
+        for dir in &self.patch_source_dirs {
+            if !dir.is_absolute() {
+                return bad("patch_source_dirs", dir, "must be an absolute path");
+            }
+            if !dir.is_dir() {
+                return bad("patch_source_dirs", dir, "is not an existing directory");
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return bad("log_level", &self.log_level, &e.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// One figment error as "key `k` = value: problem (in source)".
+fn describe(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            _ if m.name.ends_with("FlagOverrides") => " (from command-line flags)".to_string(),
+            Some(src) => format!(" (from {} {src})", m.name),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    let what = match &e.kind {
+        figment::error::Kind::UnknownField(field, _) => format!("unknown key `{field}`"),
+        kind => kind.to_string(),
+    };
+    if key.is_empty() {
+        format!("{what}{source}")
+    } else {
+        format!("key `{key}`: {what}{source}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load(file: Option<&str>, flags: FlagOverrides) -> Result<Config, String> {
+        Config::load(file.map(Path::new), &flags).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_file_env_flags_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "port = 9000\nprefix = \"/from/file\"\naddress = \"0.0.0.0\"\n",
+            )?;
+            let c = load(Some("c.toml"), FlagOverrides::default()).unwrap();
+            assert_eq!((c.port, c.prefix.to_str().unwrap()), (9000, "/from/file"));
+            jail.set_env("PAI_PREFIX", "/from/pai");
+            jail.set_env("PAI_BACKEND_TYPE", "posix");
+            assert_eq!(
+                load(Some("c.toml"), FlagOverrides::default())
+                    .unwrap()
+                    .prefix,
+                Path::new("/from/pai")
+            );
+            jail.set_env("ARCHIVEINTERFACE_PREFIX", "/from/env");
+            jail.set_env("ARCHIVEINTERFACE_PORT", "9001");
+            jail.set_env("ARCHIVEINTERFACE_CONFIG", "c.toml");
+            let c = load(Some("c.toml"), FlagOverrides::default()).unwrap();
+            assert_eq!((c.port, c.prefix.to_str().unwrap()), (9001, "/from/env"));
+            let flags = FlagOverrides {
+                port: Some(9002),
+                prefix: Some("/from/flag".into()),
+                ..Default::default()
+            };
+            let c = load(Some("c.toml"), flags).unwrap();
+            assert_eq!(
+                (c.port, c.prefix.to_str().unwrap(), c.address.as_str()),
+                (9002, "/from/flag", "0.0.0.0")
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_lists_and_booleans() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ARCHIVEINTERFACE_PATCH_SOURCE_DIRS", "[\"/tmp\"]");
+            jail.set_env("ARCHIVEINTERFACE_USE_ID2FILENAME", "true");
+            let c = load(None, FlagOverrides::default()).unwrap();
+            assert_eq!(c.patch_source_dirs, vec![PathBuf::from("/tmp")]);
+            assert!(c.use_id2filename);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_value() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ARCHIVEINTERFACE_PORT", "eighty");
+            let err = load(None, FlagOverrides::default()).unwrap_err();
+            assert!(err.contains("port") && err.contains("eighty"), "{err}");
+            jail.set_env("ARCHIVEINTERFACE_PORT", "8080");
+            jail.set_env("PAI_BACKEND_TYPE", "hpss-typo");
+            let err = load(None, FlagOverrides::default()).unwrap_err();
+            assert!(err.contains("type") && err.contains("hpss-typo"), "{err}");
+            jail.set_env("PAI_BACKEND_TYPE", "posix");
+            jail.create_file("bad.toml", "prot = 1\n")?;
+            let err = load(Some("bad.toml"), FlagOverrides::default()).unwrap_err();
+            assert!(err.contains("prot"), "{err}");
+            jail.create_file("dirs.toml", "patch_source_dirs = [\"relative/dir\"]\n")?;
+            let err = load(Some("dirs.toml"), FlagOverrides::default()).unwrap_err();
+            assert!(
+                err.contains("patch_source_dirs") && err.contains("relative/dir"),
+                "{err}"
+            );
+            let err = load(Some("missing.toml"), FlagOverrides::default()).unwrap_err();
+            assert!(err.contains("missing.toml"), "{err}");
+            jail.create_file("lvl.toml", "log_level = \"info,=[\"\n")?;
+            assert!(load(Some("lvl.toml"), FlagOverrides::default())
+                .unwrap_err()
+                .contains("log_level"));
+            Ok(())
+        });
+    }
+}
+
+impl ConfigError {
+    /// A configuration error with a message of its own (for checks done outside [`Config::load`]).
+    pub fn from_message(message: String) -> Self {
+        ConfigError(message)
+    }
+}

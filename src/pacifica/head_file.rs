@@ -1,0 +1,36 @@
+//! `HEAD /{id}`: the file's status in the reference's headers (including the `X-Pacifica-Messsage`
+//! spelling, a Unix-float `Last-Modified` and the Python tuple of bytes per level), answered 204.
+
+use super::headers::{python_float, python_tuple};
+use crate::error::ApiResult;
+use crate::AppState;
+use archive_core::Key;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+pub(super) async fn head_file(state: &AppState, key: &Key) -> ApiResult<Response> {
+    let status = state.backend.status(key).await?;
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: String| {
+        // Values come from numbers and our own paths; a path with bytes a header cannot carry is
+        // sent lossily rather than failing the request.
+        let value = HeaderValue::from_str(&value).unwrap_or_else(|_| {
+            HeaderValue::from_bytes(value.escape_default().to_string().as_bytes())
+                .unwrap_or(HeaderValue::from_static("?"))
+        });
+        headers.insert(HeaderName::from_static(name), value);
+    };
+    set("content-type", "application/json".into());
+    set("x-pacifica-messsage", "File was found".into());
+    set("x-pacifica-file", status.location.clone());
+    set("x-content-length", status.size.to_string());
+    set("last-modified", python_float(status.mtime));
+    set("x-pacifica-ctime", python_float(status.ctime));
+    set(
+        "x-pacifica-bytes-per-level",
+        python_tuple(&status.bytes_per_level),
+    );
+    set("x-pacifica-file-storage-media", status.media().into());
+    set("x-pacifica-hsm-state", status.state.as_str().into());
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}

@@ -1,0 +1,174 @@
+//! Putting the server together: the backend from the configuration, the router with its middleware
+//! (request ids, a tracing span per request, panics turned into JSON 500s), and serving on a listener
+//! until a shutdown signal, letting transfers in flight finish.
+
+use crate::config::{BackendType, Config};
+use crate::error::ApiError;
+use crate::{pacifica, AppState, Settings};
+use archive_core::ArchiveBackend;
+use axum::http::{HeaderValue, Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+/// Why the server could not start. Always reported before the port opens.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The backend could not be opened.
+    #[error("cannot open the {backend} backend at {prefix}: {source}")]
+    Backend {
+        /// Backend type.
+        backend: &'static str,
+        /// The prefix.
+        prefix: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {address}:{port}: {source}")]
+    Bind {
+        /// Configured address.
+        address: String,
+        /// Configured port.
+        port: u16,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the configured backend.
+pub fn build_backend(config: &Config) -> Result<Arc<dyn ArchiveBackend>, StartError> {
+    let fail = |backend: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
+        StartError::Backend {
+            backend,
+            prefix: config.prefix.display().to_string(),
+            source,
+        }
+    };
+    match config.backend {
+        BackendType::Posix => {
+            let backend = archive_posix::PosixBackend::new(&config.prefix)
+                .map_err(|e| fail("posix", e.into()))?;
+            if config.sweep_partials_on_start {
+                let removed = archive_posix::sweep_partials(backend.root())
+                    .map_err(|e| fail("posix", e.into()))?;
+                if removed > 0 {
+                    tracing::warn!(
+                        removed,
+                        "removed partial files left by an interrupted write"
+                    );
+                }
+            }
+            Ok(Arc::new(backend))
+        }
+    }
+}
+
+/// Request ids: a process-wide counter, cheap and unique per process.
+#[derive(Debug, Clone, Default)]
+struct CountingRequestId(Arc<AtomicU64>);
+
+impl MakeRequestId for CountingRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:x}-{n}", std::process::id()))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The whole HTTP application over `state`.
+pub fn app(state: AppState) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        let id = request
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!("request", id, method = %request.method(), uri = %request.uri())
+    });
+    Router::new()
+        .merge(pacifica::router())
+        .fallback(|| async { ApiError::no_such_route() })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error: the request handler panicked",
+            )
+            .into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(trace)
+        .layer(SetRequestIdLayer::x_request_id(CountingRequestId::default()))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then waits for requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Validates everything, opens the backend and binds the port (in that order: any failure happens
+/// before a client can connect), then serves until SIGTERM or ctrl-c.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let settings = Settings::from_config(&config).map_err(|e| {
+        StartError::Config(crate::config::ConfigError::from_message(format!(
+            "key `patch_source_dirs`: {e}"
+        )))
+    })?;
+    let backend = build_backend(&config)?;
+    let bind = |source| StartError::Bind {
+        address: config.address.clone(),
+        port: config.port,
+        source,
+    };
+    let listener = TcpListener::bind((config.address.as_str(), config.port))
+        .await
+        .map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    tracing::info!(backend = backend.name(), prefix = %config.prefix.display(), "Pacifica Archive Interface Up and Running");
+    tracing::info!("listening on http://{local}");
+    let state = AppState::new(backend, settings);
+    serve(listener, app(state), shutdown_signal())
+        .await
+        .map_err(bind)?;
+    tracing::info!("stopped");
+    Ok(())
+}
