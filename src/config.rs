@@ -285,3 +285,19 @@ impl ConfigError {
         ConfigError(message)
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// `config/archiveinterface.toml` documents the defaults: it must load and say exactly them.
+    #[test]
+    fn the_shipped_example_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/archiveinterface.toml");
+        let loaded = Config::load(Some(&path), &FlagOverrides::default()).unwrap();
+        assert_eq!(
+            toml::to_string(&loaded).unwrap(),
+            toml::to_string(&Config::default()).unwrap()
+        );
+    }
+}

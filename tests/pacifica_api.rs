@@ -453,3 +453,79 @@ async fn responses_carry_a_request_id() {
     let (_, headers, _) = app.call("GET", "/", Body::empty()).await;
     assert!(!header(&headers, "x-request-id").is_empty());
 }
+
+/// A backend that panics in every operation: the client still gets the JSON 500, never a dropped
+/// connection or a plain-text page.
+#[derive(Debug)]
+struct PanickingBackend;
+
+#[async_trait::async_trait]
+impl archive_core::ArchiveBackend for PanickingBackend {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+    async fn put(
+        &self,
+        _: &archive_core::Key,
+        _: archive_core::ByteStream,
+        _: archive_core::PutOptions,
+    ) -> archive_core::Result<archive_core::PutOutcome> {
+        panic!("put exploded")
+    }
+    async fn get(
+        &self,
+        _: &archive_core::Key,
+        _: archive_core::ReadRange,
+    ) -> archive_core::Result<archive_core::GetResult> {
+        panic!("get exploded")
+    }
+    async fn status(
+        &self,
+        _: &archive_core::Key,
+    ) -> archive_core::Result<archive_core::FileStatus> {
+        panic!("status exploded")
+    }
+    async fn stage(&self, _: &archive_core::Key) -> archive_core::Result<()> {
+        panic!("stage exploded")
+    }
+    async fn adopt(
+        &self,
+        _: &archive_core::Key,
+        _: &std::path::Path,
+        _: bool,
+    ) -> archive_core::Result<()> {
+        panic!("adopt exploded")
+    }
+    async fn delete(&self, _: &archive_core::Key) -> archive_core::Result<()> {
+        panic!("delete exploded")
+    }
+    async fn list(&self, _: &str) -> archive_core::Result<Vec<archive_core::ListEntry>> {
+        panic!("list exploded")
+    }
+}
+
+#[tokio::test]
+async fn a_panic_becomes_a_json_500() {
+    let router = archiveinterface::app(archiveinterface::AppState::new(
+        std::sync::Arc::new(PanickingBackend),
+        settings(),
+    ));
+    for method in ["GET", "PUT", "POST", "DELETE", "HEAD"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/1")
+            .body(Body::from("x"))
+            .unwrap();
+        let (status, headers, body) = read(
+            tower::ServiceExt::oneshot(router.clone(), request)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 500, "{method}");
+        assert_eq!(header(&headers, "content-type"), "application/json");
+        if method != "HEAD" {
+            error_body(&body, 500);
+        }
+    }
+}

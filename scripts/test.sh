@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs every test: the Rust suites (unit, conformance, router, socket, queue on SQLite and PostgreSQL),
+# then a started server checked by the pytest deployment suite. Usage: scripts/test.sh
+# Needs: Rust (cargo), Python 3 with venv, and a PostgreSQL server (see README "Running the tests").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+say() { printf '\n==> %s\n' "$*"; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+command -v cargo >/dev/null || fail "cargo not found: install Rust from https://rustup.rs"
+command -v python3 >/dev/null || fail "python3 not found: apt-get install python3 python3-venv"
+
+pg_url=${ARCHIVEINTERFACE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+if ! python3 - "$pg_url" <<'PY'
+import socket, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+socket.create_connection((u.hostname or "127.0.0.1", u.port or 5432), timeout=3).close()
+PY
+then
+  fail "PostgreSQL is not reachable at $pg_url. Start it (Debian: apt-get install postgresql && pg_ctlcluster 15 main start; database 'test', trust auth for 'postgres' on 127.0.0.1) or set ARCHIVEINTERFACE_TEST_POSTGRES_URL."
+fi
+
+say "building (once, debug profile: the tests and the server below use the same binaries)"
+cargo build --workspace --all-targets --locked
+
+say "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+say "Python deployment suite against a started server"
+venv=${ARCHIVEINTERFACE_TEST_VENV:-$root/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || fail "could not create a virtualenv: apt-get install python3-venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r post_deployment_tests/requirements.txt
+
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/prefix" "$work/ingest"
+ARCHIVEINTERFACE_PATCH_SOURCE_DIRS="[\"$work/ingest\"]" \
+  target/debug/archiveinterface --prefix "$work/prefix" -a 127.0.0.1 -p 0 2>"$work/server.log" &
+server_pid=$!
+url=
+for _ in $(seq 1 100); do
+  url=$(grep -o 'listening on http://[0-9.:]*' "$work/server.log" | head -n1 | sed 's/listening on //') || true
+  [ -n "$url" ] && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; fail "the server exited at start-up"; }
+  sleep 0.1
+done
+[ -n "$url" ] || { cat "$work/server.log"; fail "the server did not start"; }
+echo "server at $url (prefix $work/prefix)"
+ARCHIVE_URL=$url LARGE_FILE_SIZE=${LARGE_FILE_SIZE:-268435456} MANY_FILES_TEST_COUNT=${MANY_FILES_TEST_COUNT:-1000} \
+  PATCH_SOURCE_DIR="$work/ingest" \
+  timeout 900 "$venv/bin/python" -m pytest -q post_deployment_tests
+kill -TERM "$server_pid"
+wait "$server_pid" || fail "the server did not shut down cleanly on SIGTERM"
+server_pid=
+say "all tests passed"
