@@ -166,6 +166,13 @@ pub trait ArchiveBackend: Send + Sync + std::fmt::Debug + 'static {
         Err(self.unsupported("recall"))
     }
 
+    /// Tape volumes currently mounted in a drive, so a recall scheduler can prefer work that needs no
+    /// mount. Backends without drives (or that cannot tell) return an empty list, which only costs the
+    /// scheduler that preference.
+    async fn mounted_volumes(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The error for an HSM operation this backend does not have.
     fn unsupported(&self, operation: &'static str) -> Error {
         Error::Unsupported {

@@ -1,0 +1,51 @@
+//! Precise errors of the tiered backend, and their conversion into `archive_core::Error`.
+
+use crate::config::ConfigError;
+use std::io;
+use std::path::PathBuf;
+
+/// Why [`crate::TieredBackend::open`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// A configuration value cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A state or data directory could not be created, read or repaired.
+    #[error("tiered backend: can't {what} '{path}': {source}", path = .path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The state journal holds a record that cannot be understood (not a torn last line).
+    #[error("tiered backend: corrupt journal '{path}' at line {line}: {message}", path = .path.display())]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Failures inside HSM operations; always reported per key as `Error::Backend` unless promoted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TieredError {
+    #[error("Can't append to the tiered journal '{path}': {source}", path = .0.display(), source = .1)]
+    Journal(PathBuf, #[source] io::Error),
+    #[error("Can't {0} '{path}': {source}", path = .1.display(), source = .2)]
+    Io(&'static str, PathBuf, #[source] io::Error),
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+impl TieredError {
+    pub(crate) fn into_core(self) -> archive_core::Error {
+        archive_core::Error::backend("tiered", self)
+    }
+}

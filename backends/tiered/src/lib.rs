@@ -1,0 +1,432 @@
+//! `archive-tiered`: the built-in HSM. A disk tier (the prefix, served by the posix backend), a cold
+//! tier directory that plays the tape library, and a tape model that charges (simulated) time for
+//! mounts, locates, reads and writes.
+//!
+//! States: a key with no catalog entry is **resident** (disk only). `premigrate` copies it to the cold
+//! tier at the append point of the current tape and records (tape, position) durably: **premigrated**.
+//! `migrate` then releases the disk copy: **migrated**. `recall` reads it back: premigrated again.
+//!
+//! Module map: [`config`] (the `[tiered]` section), `catalog` (the durable journal of tape copies),
+//! `tape` (the tape model), `migrate` and `recall` (the HSM operations), `repair` (crash repair at
+//! open), [`policy`] (age and watermark migration in the background), `locks` (per-key locks),
+//! [`crash`] (crash injection for the tests), `error`.
+
+#![warn(missing_docs)]
+
+mod catalog;
+pub mod config;
+pub mod crash;
+mod error;
+mod locks;
+mod migrate;
+pub mod policy;
+mod recall;
+mod repair;
+mod tape;
+
+pub use config::{ConfigError, TieredConfig};
+pub use error::OpenError;
+pub use policy::{spawn_migration_policy, PolicyReport};
+pub use tape::{volume_name, TapeRead, TapeStats};
+
+use archive_core::{
+    ArchiveBackend, ByteStream, Error, FileStatus, GetResult, HsmState, Key, KeyOutcome, ListEntry,
+    Placement, PutOptions, PutOutcome, ReadRange, Result,
+};
+use archive_posix::PosixBackend;
+use async_trait::async_trait;
+use catalog::{Catalog, Entry, Record};
+use error::TieredError;
+use locks::KeyLocks;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tape::TapeModel;
+
+/// Name of the state directory under the prefix (skipped by listings like every `.archiveinterface*`).
+pub const STATE_DIR: &str = ".archiveinterface-tiered";
+
+/// The tiered backend. Cheap to clone (all clones share one state).
+#[derive(Debug, Clone)]
+pub struct TieredBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) disk: PosixBackend,
+    pub(crate) cold: PosixBackend,
+    // A std Mutex: held for lookups and for one journal append (on the blocking pool), never across
+    // an `.await`.
+    pub(crate) catalog: Mutex<Catalog>,
+    pub(crate) tape: Arc<TapeModel>,
+    pub(crate) locks: KeyLocks,
+    /// One tape write stream at a time, so files land in append order.
+    pub(crate) writer: tokio::sync::Mutex<()>,
+    pub(crate) config: TieredConfig,
+    /// Last reads through this process, for LRU decisions on filesystems mounted `noatime`.
+    pub(crate) last_read: Mutex<HashMap<Key, SystemTime>>,
+}
+
+impl TieredBackend {
+    /// Validates `config`, opens (creating if needed) the disk tier at `prefix`, the cold tier and the
+    /// catalog, and repairs whatever a crash left half-done. Blocking; meant for start-up.
+    pub fn open(prefix: PathBuf, config: TieredConfig) -> std::result::Result<Self, OpenError> {
+        config.validate()?;
+        let io = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OpenError::Io { what, path, source }
+        };
+        let disk = PosixBackend::new(&prefix).map_err(io("create the disk tier", &prefix))?;
+        let cold_dir = config.cold_dir_for(disk.root());
+        let cold = PosixBackend::new(&cold_dir).map_err(io("create the cold tier", &cold_dir))?;
+        let state_dir = disk.root().join(STATE_DIR);
+        std::fs::create_dir_all(&state_dir)
+            .map_err(io("create the state directory", &state_dir))?;
+        let mut catalog = Catalog::open(&state_dir)?;
+        let report = repair::repair(&disk, &cold, &mut catalog, config.tapes)?;
+        if report.changed() {
+            tracing::warn!(
+                ?report,
+                "tiered backend repaired work a crash left half-done"
+            );
+        }
+        let mut used = vec![0u64; config.tapes];
+        for entry in catalog.entries().values() {
+            let end = entry.position + entry.size.max(1);
+            used[entry.tape] = used[entry.tape].max(end);
+        }
+        tracing::info!(
+            prefix = %disk.root().display(),
+            cold = %cold.root().display(),
+            files_on_tape = catalog.entries().len(),
+            "tiered backend open"
+        );
+        Ok(TieredBackend {
+            inner: Arc::new(Inner {
+                tape: Arc::new(TapeModel::new(&config, used)),
+                disk,
+                cold,
+                catalog: Mutex::new(catalog),
+                locks: KeyLocks::default(),
+                writer: tokio::sync::Mutex::new(()),
+                config,
+                last_read: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration in effect.
+    pub fn config(&self) -> &TieredConfig {
+        &self.inner.config
+    }
+
+    /// The disk tier directory (the prefix, made absolute).
+    pub fn prefix(&self) -> &Path {
+        self.inner.disk.root()
+    }
+
+    /// The cold tier directory.
+    pub fn cold_dir(&self) -> &Path {
+        self.inner.cold.root()
+    }
+
+    /// What the tape model did so far (mounts, simulated seconds, reads in order).
+    pub fn tape_stats(&self) -> TapeStats {
+        self.inner.tape.stats()
+    }
+}
+
+/// Runs blocking filesystem work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join| Error::backend("tiered", join))?
+}
+
+/// The cold tier key of a tape position: one directory per tape, positions zero-padded so that a
+/// directory listing is in tape order.
+pub(crate) fn cold_key(tape: usize, position: u64) -> Key {
+    Key::new(format!("{}/{position:016}", volume_name(tape))).expect("cold keys are valid")
+}
+
+fn not_found(key: &Key) -> Error {
+    Error::NotFound {
+        key: key.to_string(),
+    }
+}
+
+impl Inner {
+    pub(crate) fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
+        self.catalog.lock().expect("catalog poisoned")
+    }
+
+    pub(crate) fn entry(&self, key: &Key) -> Option<Entry> {
+        self.catalog().get(key).cloned()
+    }
+
+    /// Makes a catalog record durable (on the blocking pool: it fsyncs).
+    pub(crate) async fn journal(self: &Arc<Self>, record: Record) -> Result<()> {
+        let inner = Arc::clone(self);
+        blocking(move || {
+            inner
+                .catalog()
+                .append(record)
+                .map_err(TieredError::into_core)
+        })
+        .await
+    }
+
+    /// The inode of a key's disk copy.
+    pub(crate) async fn disk_ino(&self, key: &Key) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.disk.path_of(key);
+        let key = key.clone();
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(meta) => Ok(meta.ino()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(&key)),
+            Err(e) => Err(TieredError::Io("stat", path, e).into_core()),
+        })
+        .await
+    }
+
+    /// Removes a tape copy that no catalog entry refers to any more (best effort: repair at the next
+    /// start removes whatever is left).
+    pub(crate) async fn drop_cold_copy(&self, entry: &Entry) {
+        let key = cold_key(entry.tape, entry.position);
+        if let Err(e) = self.cold.delete(&key).await {
+            tracing::warn!(%key, error = %e, "could not remove an unreferenced tape copy");
+        }
+    }
+
+    fn migrated_status(&self, entry: &Entry) -> FileStatus {
+        FileStatus {
+            size: entry.size,
+            mtime: entry.mtime,
+            ctime: entry.mtime,
+            state: HsmState::Migrated,
+            bytes_per_level: vec![0, entry.size],
+            location: self
+                .cold
+                .path_of(&cold_key(entry.tape, entry.position))
+                .display()
+                .to_string(),
+        }
+    }
+
+    /// The status of a key: from the catalog when it has a tape copy, from the disk tier otherwise.
+    pub(crate) async fn status(&self, key: &Key) -> Result<FileStatus> {
+        let entry = self.entry(key);
+        match entry {
+            Some(e) if e.released => Ok(self.migrated_status(&e)),
+            Some(e) => match self.disk.status(key).await {
+                Ok(st) => Ok(with_state(st, HsmState::Premigrated)),
+                // Released between the lookup and the stat.
+                Err(Error::NotFound { .. }) => Ok(self.migrated_status(&e)),
+                Err(err) => Err(err),
+            },
+            None => self
+                .disk
+                .status(key)
+                .await
+                .map(|st| with_state(st, HsmState::Resident)),
+        }
+    }
+}
+
+/// Sets the state and the bytes per level (`[N, 0]` resident, `[N, N]` premigrated, `[0, N]` migrated).
+fn with_state(mut st: FileStatus, state: HsmState) -> FileStatus {
+    st.bytes_per_level = match state {
+        HsmState::Premigrated => vec![st.size, st.size],
+        HsmState::Migrated => vec![0, st.size],
+        _ => vec![st.size, 0],
+    };
+    st.state = state;
+    st
+}
+
+#[async_trait]
+impl ArchiveBackend for TieredBackend {
+    fn name(&self) -> &'static str {
+        "tiered"
+    }
+
+    async fn put(&self, key: &Key, body: ByteStream, options: PutOptions) -> Result<PutOutcome> {
+        let inner = &self.inner;
+        let _guard = inner.locks.lock(key).await;
+        let Some(entry) = inner.entry(key) else {
+            return inner.disk.put(key, body, options).await;
+        };
+        if !options.overwrite {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        // The new content is durable on disk before the tape copy is forgotten: a crash in between
+        // leaves a disk file whose inode differs from the entry's, which repair resolves by content.
+        let out = inner.disk.put(key, body, options).await?;
+        inner
+            .journal(Record::Forgotten {
+                key: key.to_string(),
+            })
+            .await?;
+        inner.drop_cold_copy(&entry).await;
+        Ok(out)
+    }
+
+    async fn get(&self, key: &Key, range: ReadRange) -> Result<GetResult> {
+        let inner = &self.inner;
+        let not_resident = || Error::NotResident {
+            key: key.to_string(),
+        };
+        if inner.entry(key).is_some_and(|e| e.released) {
+            return Err(not_resident());
+        }
+        match inner.disk.get(key, range).await {
+            Ok(mut got) => {
+                let state = match inner.entry(key) {
+                    Some(_) => HsmState::Premigrated,
+                    None => HsmState::Resident,
+                };
+                got.status = with_state(got.status, state);
+                inner
+                    .last_read
+                    .lock()
+                    .expect("last_read poisoned")
+                    .insert(key.clone(), SystemTime::now());
+                Ok(got)
+            }
+            // Released between the lookup and the open.
+            Err(Error::NotFound { .. }) if inner.entry(key).is_some() => Err(not_resident()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn status(&self, key: &Key) -> Result<FileStatus> {
+        self.inner.status(key).await
+    }
+
+    /// Accepts the request at once; a migrated file is recalled in the background. (The server sends
+    /// recalls through its scheduler instead; this is for callers without one.)
+    async fn stage(&self, key: &Key) -> Result<()> {
+        let st = self.inner.status(key).await?;
+        if st.state == HsmState::Migrated {
+            let inner = Arc::clone(&self.inner);
+            let key = key.clone();
+            tokio::spawn(async move {
+                for (key, outcome) in inner.recall_keys(&[key]).await {
+                    if let Err(e) = outcome {
+                        tracing::warn!(%key, error = %e, "background recall failed");
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn adopt(&self, key: &Key, source: &Path, overwrite: bool) -> Result<()> {
+        let inner = &self.inner;
+        let _guard = inner.locks.lock(key).await;
+        let entry = inner.entry(key);
+        if entry.is_some() && !overwrite {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        inner.disk.adopt(key, source, overwrite).await?;
+        if let Some(entry) = entry {
+            inner
+                .journal(Record::Forgotten {
+                    key: key.to_string(),
+                })
+                .await?;
+            inner.drop_cold_copy(&entry).await;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        let inner = &self.inner;
+        let _guard = inner.locks.lock(key).await;
+        let Some(entry) = inner.entry(key) else {
+            return inner.disk.delete(key).await;
+        };
+        // Forget first: a crash before the disk copy is removed leaves a resident file, never a catalog
+        // entry pointing at nothing.
+        inner
+            .journal(Record::Forgotten {
+                key: key.to_string(),
+            })
+            .await?;
+        match inner.disk.delete(key).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        inner.drop_cold_copy(&entry).await;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
+        let mut out = self.inner.disk.list(prefix).await?;
+        let migrated: Vec<ListEntry> = self
+            .inner
+            .catalog()
+            .entries()
+            .iter()
+            .filter(|(k, e)| e.released && k.as_str().starts_with(prefix))
+            .map(|(k, e)| ListEntry {
+                key: k.clone(),
+                size: e.size,
+                mtime: e.mtime,
+            })
+            .collect();
+        out.extend(migrated);
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        // A file released while the disk was being listed appears twice; keep one.
+        out.dedup_by(|a, b| a.key == b.key);
+        Ok(out)
+    }
+
+    async fn status_many(&self, keys: &[Key]) -> Vec<KeyOutcome<FileStatus>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push((key.clone(), self.inner.status(key).await));
+        }
+        out
+    }
+
+    async fn placement(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<Placement>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let placement = match self.inner.entry(key) {
+                Some(e) => Ok(Placement::Tape {
+                    volume: volume_name(e.tape),
+                    position: e.position,
+                    resident_copy: !e.released,
+                }),
+                None => self.inner.disk.status(key).await.map(|_| Placement::Disk),
+            };
+            out.push((key.clone(), placement));
+        }
+        Ok(out)
+    }
+
+    async fn migrate(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<()>>> {
+        Ok(self.inner.migrate_keys(keys, true).await)
+    }
+
+    async fn premigrate(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<()>>> {
+        Ok(self.inner.migrate_keys(keys, false).await)
+    }
+
+    async fn recall(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<()>>> {
+        Ok(self.inner.recall_keys(keys).await)
+    }
+
+    async fn mounted_volumes(&self) -> Vec<String> {
+        self.inner.tape.mounted()
+    }
+}
