@@ -55,6 +55,56 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Log filter (`info`, `debug`, `archiveinterface=debug,tower_http=info`, ...). `RUST_LOG` wins.
     pub log_level: String,
+    /// The Swift v1 object API and tempauth (`[swift]`).
+    pub swift: SwiftConfig,
+}
+
+/// `[swift]`: the Swift v1 object API, its tempauth users and where objects live in the backend.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwiftConfig {
+    /// Serve `/auth/v1.0`, `/info` and `/v1/...`.
+    pub enabled: bool,
+    /// Backend directory under which objects live as `<root>/<account>/<container>/<object>`. It starts
+    /// with `.` so that no Pacifica id can name it.
+    pub root: String,
+    /// Accounts are `<reseller_prefix><account>` in URLs (tempauth's `AUTH_`).
+    pub reseller_prefix: String,
+    /// How long an issued token stays valid.
+    pub token_ttl_secs: u64,
+    /// Secret that signs tokens; set the same value on every instance behind one load balancer.
+    /// Empty: a random secret per process (tokens do not survive a restart).
+    pub token_secret: String,
+    /// tempauth users.
+    pub users: Vec<SwiftUser>,
+}
+
+/// One tempauth user (`[[swift.users]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SwiftUser {
+    /// Account name without the reseller prefix (`test` for `AUTH_test`).
+    pub account: String,
+    /// User name; clients authenticate as `account:user`.
+    pub user: String,
+    /// The user's key (password).
+    pub key: String,
+    /// May act on every account.
+    #[serde(default)]
+    pub reseller_admin: bool,
+}
+
+impl Default for SwiftConfig {
+    fn default() -> Self {
+        SwiftConfig {
+            enabled: true,
+            root: ".swift".into(),
+            reseller_prefix: "AUTH_".into(),
+            token_ttl_secs: 86_400,
+            token_secret: String::new(),
+            users: Vec::new(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -71,6 +121,7 @@ impl Default for Config {
             sweep_partials_on_start: true,
             log_format: LogFormat::Human,
             log_level: "info".into(),
+            swift: SwiftConfig::default(),
         }
     }
 }
@@ -293,11 +344,15 @@ mod example_file {
     /// `config/archiveinterface.toml` documents the defaults: it must load and say exactly them.
     #[test]
     fn the_shipped_example_is_valid_and_shows_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/archiveinterface.toml");
-        let loaded = Config::load(Some(&path), &FlagOverrides::default()).unwrap();
-        assert_eq!(
-            toml::to_string(&loaded).unwrap(),
-            toml::to_string(&Config::default()).unwrap()
-        );
+        // Inside a jail: other tests change the process environment while they run.
+        figment::Jail::expect_with(|_| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/archiveinterface.toml");
+            let loaded = Config::load(Some(&path), &FlagOverrides::default()).unwrap();
+            assert_eq!(
+                toml::to_string(&loaded).unwrap(),
+                toml::to_string(&Config::default()).unwrap()
+            );
+            Ok(())
+        });
     }
 }

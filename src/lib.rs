@@ -57,21 +57,34 @@ impl Settings {
     }
 }
 
-/// What every handler shares: the backend and the settings. No per-request mutable state lives here.
+/// What every handler shares: the backend, the settings and the validated configuration (for the
+/// sections of other routers). No per-request mutable state lives here.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// The storage backend.
     pub backend: Arc<dyn ArchiveBackend>,
-    /// Request-time settings.
+    /// Request-time settings of the files API.
     pub settings: Arc<Settings>,
+    /// The whole configuration.
+    pub config: Arc<config::Config>,
 }
 
 impl AppState {
-    /// State over `backend` with `settings`.
+    /// State over `backend` with `settings` and an otherwise default configuration.
     pub fn new(backend: Arc<dyn ArchiveBackend>, settings: Settings) -> Self {
+        Self::with_config(backend, settings, config::Config::default())
+    }
+
+    /// State over `backend` with `settings` and `config`.
+    pub fn with_config(
+        backend: Arc<dyn ArchiveBackend>,
+        settings: Settings,
+        config: config::Config,
+    ) -> Self {
         AppState {
             backend,
             settings: Arc::new(settings),
+            config: Arc::new(config),
         }
     }
 

@@ -165,7 +165,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let local = listener.local_addr().map_err(bind)?;
     tracing::info!(backend = backend.name(), prefix = %config.prefix.display(), "Pacifica Archive Interface Up and Running");
     tracing::info!("listening on http://{local}");
-    let state = AppState::new(backend, settings);
+    let state = AppState::with_config(backend, settings, config.clone());
     serve(listener, app(state), shutdown_signal())
         .await
         .map_err(bind)?;
