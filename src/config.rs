@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub enum BackendType {
     /// Plain disk under `prefix`.
     Posix,
+    /// The built-in HSM: disk tier under `prefix`, a cold tier and a tape model (`[tiered]`).
+    Tiered,
 }
 
 /// Log output format.
@@ -57,6 +59,33 @@ pub struct Config {
     pub log_level: String,
     /// The Swift v1 object API and tempauth (`[swift]`).
     pub swift: SwiftConfig,
+    /// Recall scheduling for HSM backends (`[hsm]`).
+    pub hsm: HsmConfig,
+    /// The tiered backend's cold tier and tape model (`[tiered]`, used with `type = "tiered"`).
+    pub tiered: archive_tiered::TieredConfig,
+}
+
+/// `[hsm]`: how recalls are scheduled and how long a read waits for one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HsmConfig {
+    /// Seconds new recall work waits for more work on the same tape before it is dispatched.
+    pub batch_window_secs: f64,
+    /// Recall work that has waited this many seconds goes before any other (no starvation).
+    pub max_wait_secs: u64,
+    /// A GET of a migrated file recalls it and waits up to this many seconds, then answers 503 with
+    /// `Retry-After` (the recall goes on). 0: answer 503 at once.
+    pub get_wait_secs: u64,
+}
+
+impl Default for HsmConfig {
+    fn default() -> Self {
+        HsmConfig {
+            batch_window_secs: 2.0,
+            max_wait_secs: 600,
+            get_wait_secs: 60,
+        }
+    }
 }
 
 /// `[swift]`: the Swift v1 object API, its tempauth users and where objects live in the backend.
@@ -122,6 +151,8 @@ impl Default for Config {
             log_format: LogFormat::Human,
             log_level: "info".into(),
             swift: SwiftConfig::default(),
+            hsm: HsmConfig::default(),
+            tiered: archive_tiered::TieredConfig::default(),
         }
     }
 }
@@ -211,6 +242,16 @@ impl Config {
             if !dir.is_dir() {
                 return bad("patch_source_dirs", dir, "is not an existing directory");
             }
+        }
+        if !(self.hsm.batch_window_secs.is_finite() && self.hsm.batch_window_secs >= 0.0) {
+            return bad(
+                "hsm.batch_window_secs",
+                &self.hsm.batch_window_secs,
+                "must be a number >= 0",
+            );
+        }
+        if let Err(e) = self.tiered.validate() {
+            return Err(ConfigError(e.to_string()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());

@@ -21,6 +21,7 @@ pub mod telemetry;
 pub mod upload;
 
 use archive_core::{ArchiveBackend, GetResult, Key, ReadRange};
+use hlm::recall_scheduler::RecallScheduler;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub struct Settings {
     pub patch_source_dirs: Vec<PathBuf>,
     /// Longest silence allowed within an upload.
     pub body_idle_timeout: Duration,
+    /// How long a GET of a migrated file waits for its recall before answering 503.
+    pub get_wait: Duration,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl Settings {
             allow_overwrite: config.allow_overwrite,
             patch_source_dirs,
             body_idle_timeout: Duration::from_secs(config.body_idle_timeout_secs),
+            get_wait: Duration::from_secs(config.hsm.get_wait_secs),
         })
     }
 }
@@ -67,6 +71,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The whole configuration.
     pub config: Arc<config::Config>,
+    /// The recall scheduler, when the backend has a tape tier.
+    pub recalls: Option<RecallScheduler>,
 }
 
 impl AppState {
@@ -85,20 +91,59 @@ impl AppState {
             backend,
             settings: Arc::new(settings),
             config: Arc::new(config),
+            recalls: None,
         }
     }
 
-    /// Asks for a file to be brought to disk; returns once the request is accepted.
-    pub async fn stage(&self, key: &Key) -> archive_core::Result<()> {
-        self.backend.stage(key).await
+    /// The same state with recalls going through `scheduler`.
+    pub fn with_recalls(mut self, scheduler: RecallScheduler) -> Self {
+        self.recalls = Some(scheduler);
+        self
     }
 
-    /// Opens a file for reading.
+    /// Asks for a file to be brought to disk; returns once the request is accepted. With a tape tier
+    /// the recall is queued with the scheduler (so it joins other recalls of the same tape).
+    pub async fn stage(&self, key: &Key) -> archive_core::Result<()> {
+        let Some(recalls) = &self.recalls else {
+            return self.backend.stage(key).await;
+        };
+        let status = self.backend.status(key).await?;
+        if !status.is_readable_now() {
+            // The ticket is dropped: the recall goes on, clients poll HEAD.
+            drop(recalls.submit(vec![key.clone()]));
+        }
+        Ok(())
+    }
+
+    /// Opens a file for reading. A migrated file is recalled through the scheduler first, waiting up to
+    /// `get_wait`; past that the answer is `Unavailable` (503 with `Retry-After`) and the recall goes on.
     pub async fn open_for_read(
         &self,
         key: &Key,
         range: ReadRange,
     ) -> archive_core::Result<GetResult> {
-        self.backend.get(key, range).await
+        match self.backend.get(key, range).await {
+            Err(archive_core::Error::NotResident { .. }) if self.recalls.is_some() => {
+                self.recall_and_wait(key).await?;
+                self.backend.get(key, range).await
+            }
+            other => other,
+        }
+    }
+
+    async fn recall_and_wait(&self, key: &Key) -> archive_core::Result<()> {
+        let recalls = self.recalls.as_ref().expect("checked by the caller");
+        let ticket = recalls.submit(vec![key.clone()]);
+        let still_recalling = || archive_core::Error::Unavailable {
+            message: format!("File {key} is being recalled from tape; try again later"),
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        match tokio::time::timeout(self.settings.get_wait, ticket.wait()).await {
+            Err(_) => Err(still_recalling()),
+            Ok(mut outcomes) => match outcomes.pop() {
+                Some((_, result)) => result,
+                None => Err(still_recalling()),
+            },
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::config::{BackendType, Config};
 use crate::error::ApiError;
+use crate::hlm::recall_scheduler::{RecallPolicy, RecallScheduler, RecallSchedulerConfig};
 use crate::{pacifica, AppState, Settings};
 use archive_core::ArchiveBackend;
 use axum::http::{HeaderValue, Request, StatusCode};
@@ -12,6 +13,7 @@ use axum::Router;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -47,8 +49,17 @@ pub enum StartError {
     },
 }
 
-/// Opens the configured backend.
-pub fn build_backend(config: &Config) -> Result<Arc<dyn ArchiveBackend>, StartError> {
+/// The opened backend, and for the tiered backend its concrete handle (for the migration policy).
+#[derive(Debug)]
+pub struct OpenedBackend {
+    /// The backend every router uses.
+    pub backend: Arc<dyn ArchiveBackend>,
+    /// Set for `type = "tiered"`.
+    pub tiered: Option<Arc<archive_tiered::TieredBackend>>,
+}
+
+/// Opens the configured backend (validating it and repairing what a crash left behind).
+pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
     let fail = |backend: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
         StartError::Backend {
             backend,
@@ -70,9 +81,55 @@ pub fn build_backend(config: &Config) -> Result<Arc<dyn ArchiveBackend>, StartEr
                     );
                 }
             }
-            Ok(Arc::new(backend))
+            Ok(OpenedBackend {
+                backend: Arc::new(backend),
+                tiered: None,
+            })
+        }
+        BackendType::Tiered => {
+            let backend =
+                archive_tiered::TieredBackend::open(config.prefix.clone(), config.tiered.clone())
+                    .map_err(|e| fail("tiered", e.into()))?;
+            if config.sweep_partials_on_start {
+                let removed = archive_posix::sweep_partials(backend.prefix())
+                    .map_err(|e| fail("tiered", e.into()))?;
+                if removed > 0 {
+                    tracing::warn!(
+                        removed,
+                        "removed partial files left by an interrupted write"
+                    );
+                }
+            }
+            let backend = Arc::new(backend);
+            Ok(OpenedBackend {
+                backend: backend.clone(),
+                tiered: Some(backend),
+            })
         }
     }
+}
+
+/// The recall scheduler for backends with a tape tier (`None` when `placement` is unsupported).
+pub async fn start_recall_scheduler(
+    config: &Config,
+    backend: &Arc<dyn ArchiveBackend>,
+) -> Option<RecallScheduler> {
+    if let Err(archive_core::Error::Unsupported { .. }) = backend.placement(&[]).await {
+        return None;
+    }
+    let drives = match config.backend {
+        BackendType::Tiered => config.tiered.drives,
+        BackendType::Posix => 1,
+    };
+    Some(RecallScheduler::start(
+        Arc::clone(backend),
+        RecallSchedulerConfig {
+            drives,
+            policy: RecallPolicy::TapeOrder,
+            batch_window: Duration::from_secs_f64(config.hsm.batch_window_secs),
+            max_wait: Duration::from_secs(config.hsm.max_wait_secs),
+        },
+    ))
 }
 
 /// Request ids: a process-wide counter, cheap and unique per process.
@@ -153,7 +210,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             "key `patch_source_dirs`: {e}"
         )))
     })?;
-    let backend = build_backend(&config)?;
+    let opened = build_backend(&config)?;
     let bind = |source| StartError::Bind {
         address: config.address.clone(),
         port: config.port,
@@ -163,12 +220,30 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .await
         .map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
+    let backend = opened.backend;
+    let recalls = start_recall_scheduler(&config, &backend).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let policy = opened.tiered.map(|tiered| {
+        let mut stop = stop_rx.clone();
+        archive_tiered::spawn_migration_policy(tiered, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+    });
     tracing::info!(backend = backend.name(), prefix = %config.prefix.display(), "Pacifica Archive Interface Up and Running");
     tracing::info!("listening on http://{local}");
-    let state = AppState::with_config(backend, settings, config.clone());
-    serve(listener, app(state), shutdown_signal())
-        .await
-        .map_err(bind)?;
+    let mut state = AppState::with_config(backend, settings, config.clone());
+    if let Some(recalls) = &recalls {
+        state = state.with_recalls(recalls.clone());
+    }
+    let served = serve(listener, app(state), shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    if let Some(recalls) = recalls {
+        recalls.shutdown().await;
+    }
+    if let Some(policy) = policy {
+        let _ = policy.await;
+    }
+    served.map_err(bind)?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -27,6 +27,7 @@ pub fn settings() -> Settings {
         allow_overwrite: false,
         patch_source_dirs: Vec::new(),
         body_idle_timeout: Duration::from_secs(5),
+        get_wait: Duration::from_secs(5),
     }
 }
 
