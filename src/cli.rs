@@ -39,6 +39,8 @@ pub enum Command {
     Serve,
     /// Load and validate the configuration, print it as TOML, and exit.
     CheckConfig,
+    /// Run only the HLM dispatcher (no HTTP), e.g. several instances on one PostgreSQL queue.
+    Dispatcher,
 }
 
 /// Configuration keys settable by flag. Only the flags given are merged over the other sources.

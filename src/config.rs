@@ -61,8 +61,75 @@ pub struct Config {
     pub swift: SwiftConfig,
     /// Recall scheduling for HSM backends (`[hsm]`).
     pub hsm: HsmConfig,
+    /// The `/hlm/v1` API, its request queue and the dispatcher (`[hlm]`).
+    pub hlm: HlmConfig,
     /// The tiered backend's cold tier and tape model (`[tiered]`, used with `type = "tiered"`).
     pub tiered: archive_tiered::TieredConfig,
+}
+
+/// `[hlm]`: the SwiftHLM API, the persistent request queue and the dispatcher.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlmConfig {
+    /// Serve `/hlm/v1/...`.
+    pub enabled: bool,
+    /// Queue database: `sqlite:///path/queue.db` or `postgres://user@host/db` (one PostgreSQL for
+    /// several server instances). Empty: a SQLite file in the prefix
+    /// (`<prefix>/.archiveinterface-hlm-queue.db`).
+    pub queue_url: String,
+    /// Run the dispatcher inside the server. Off: run `archiveinterface dispatcher` separately.
+    pub dispatcher: bool,
+    /// Requests the dispatcher executes at once.
+    pub workers: usize,
+    /// Attempts before a request is failed for good.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubled for each further one.
+    pub backoff_base_secs: u64,
+    /// Longest wait between retries, in seconds.
+    pub backoff_max_secs: u64,
+    /// Seconds a claimed request stays leased without renewal; a crashed instance's work is taken
+    /// over after this.
+    pub lease_secs: u64,
+    /// Seconds done and failed requests are kept (failed ones show in `requests`).
+    pub retention_secs: u64,
+    /// Keys per backend migrate call.
+    pub migrate_batch: usize,
+    /// Milliseconds between queue polls when idle (requests submitted to this instance wake the
+    /// dispatcher at once).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for HlmConfig {
+    fn default() -> Self {
+        HlmConfig {
+            enabled: true,
+            queue_url: String::new(),
+            dispatcher: true,
+            workers: 4,
+            max_attempts: 5,
+            backoff_base_secs: 30,
+            backoff_max_secs: 3600,
+            lease_secs: 60,
+            retention_secs: 7 * 24 * 3600,
+            migrate_batch: 256,
+            poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl HlmConfig {
+    /// The queue URL in effect for an archive at `prefix`.
+    pub fn effective_queue_url(&self, prefix: &Path) -> String {
+        if self.queue_url.is_empty() {
+            let absolute = std::path::absolute(prefix).unwrap_or_else(|_| prefix.to_path_buf());
+            format!(
+                "sqlite://{}/.archiveinterface-hlm-queue.db",
+                absolute.display()
+            )
+        } else {
+            self.queue_url.clone()
+        }
+    }
 }
 
 /// `[hsm]`: how recalls are scheduled and how long a read waits for one.
@@ -152,6 +219,7 @@ impl Default for Config {
             log_level: "info".into(),
             swift: SwiftConfig::default(),
             hsm: HsmConfig::default(),
+            hlm: HlmConfig::default(),
             tiered: archive_tiered::TieredConfig::default(),
         }
     }
@@ -248,6 +316,35 @@ impl Config {
                 "hsm.batch_window_secs",
                 &self.hsm.batch_window_secs,
                 "must be a number >= 0",
+            );
+        }
+        for (key, value) in [
+            ("hlm.workers", self.hlm.workers as u64),
+            ("hlm.max_attempts", u64::from(self.hlm.max_attempts)),
+            ("hlm.lease_secs", self.hlm.lease_secs),
+            ("hlm.migrate_batch", self.hlm.migrate_batch as u64),
+            ("hlm.poll_interval_ms", self.hlm.poll_interval_ms),
+        ] {
+            if value == 0 {
+                return bad(key, &value, "must be at least 1");
+            }
+        }
+        if self.hlm.backoff_max_secs < self.hlm.backoff_base_secs {
+            return bad(
+                "hlm.backoff_max_secs",
+                &self.hlm.backoff_max_secs,
+                "must not be below hlm.backoff_base_secs",
+            );
+        }
+        let url = self.hlm.effective_queue_url(&self.prefix);
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
+            return bad(
+                "hlm.queue_url",
+                &self.hlm.queue_url,
+                "must start with sqlite:, postgres: or postgresql:",
             );
         }
         if let Err(e) = self.tiered.validate() {

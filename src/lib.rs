@@ -7,6 +7,7 @@
 //! - [`telemetry`]: logging.
 //! - [`error`]: the one API error type and its status table.
 //! - [`pacifica`]: the `/{id}` files API.
+//! - [`swift`]: the Swift v1 object API with tempauth (`/auth/v1.0`, `/info`, `/v1/...`).
 //! - [`hlm`]: the HLM side (request queue, dispatcher, recall scheduler).
 //! - [`upload`]: request bodies as backend streams; [`pyjson`]: Python-compatible JSON bodies.
 
@@ -17,6 +18,7 @@ pub mod hlm;
 pub mod pacifica;
 pub mod pyjson;
 pub mod server;
+pub mod swift;
 pub mod telemetry;
 pub mod upload;
 
@@ -73,6 +75,8 @@ pub struct AppState {
     pub config: Arc<config::Config>,
     /// The recall scheduler, when the backend has a tape tier.
     pub recalls: Option<RecallScheduler>,
+    /// The HLM request queue, when the HLM API is on.
+    pub hlm: Option<hlm::HlmService>,
 }
 
 impl AppState {
@@ -92,7 +96,14 @@ impl AppState {
             settings: Arc::new(settings),
             config: Arc::new(config),
             recalls: None,
+            hlm: None,
         }
+    }
+
+    /// The same state with the HLM API over `service`.
+    pub fn with_hlm(mut self, service: hlm::HlmService) -> Self {
+        self.hlm = Some(service);
+        self
     }
 
     /// The same state with recalls going through `scheduler`.

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Serve => {
+        command @ (Command::Serve | Command::Dispatcher) => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -35,7 +35,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(archiveinterface::server::run(config)) {
+            let result = match command {
+                Command::Dispatcher => {
+                    runtime.block_on(archiveinterface::server::run_dispatcher(config))
+                }
+                _ => runtime.block_on(archiveinterface::server::run(config)),
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("archiveinterface: {e}");

@@ -5,7 +5,7 @@
 use crate::config::{BackendType, Config};
 use crate::error::ApiError;
 use crate::hlm::recall_scheduler::{RecallPolicy, RecallScheduler, RecallSchedulerConfig};
-use crate::{pacifica, AppState, Settings};
+use crate::{pacifica, swift, AppState, Settings};
 use archive_core::ArchiveBackend;
 use axum::http::{HeaderValue, Request, StatusCode};
 use axum::response::IntoResponse;
@@ -155,8 +155,14 @@ pub fn app(state: AppState) -> Router {
             .unwrap_or("-");
         tracing::info_span!("request", id, method = %request.method(), uri = %request.uri())
     });
-    Router::new()
-        .merge(pacifica::router())
+    let mut router = Router::new().merge(pacifica::router());
+    if state.config.hlm.enabled {
+        router = router.merge(crate::hlm::router::router());
+    }
+    if state.config.swift.enabled {
+        router = router.merge(swift::router());
+    }
+    router
         .fallback(|| async { ApiError::no_such_route() })
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
@@ -202,6 +208,55 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// Opens the HLM request queue when the HLM API is on (a bad URL or an unreachable database stops
+/// start-up).
+pub async fn open_hlm(config: &Config) -> Result<Option<crate::hlm::HlmService>, StartError> {
+    if !config.hlm.enabled {
+        return Ok(None);
+    }
+    crate::hlm::HlmService::open(config)
+        .await
+        .map(Some)
+        .map_err(|e| {
+            StartError::Config(crate::config::ConfigError::from_message(format!(
+                "key `hlm.queue_url`: {e}"
+            )))
+        })
+}
+
+/// `archiveinterface dispatcher`: the backend, the recall scheduler and the HLM dispatcher, without
+/// HTTP, until SIGTERM or ctrl-c. For several instances sharing a PostgreSQL queue.
+pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
+    let settings = Settings::from_config(&config).map_err(|e| {
+        StartError::Config(crate::config::ConfigError::from_message(format!(
+            "key `patch_source_dirs`: {e}"
+        )))
+    })?;
+    let opened = build_backend(&config)?;
+    let Some(hlm) = open_hlm(&config).await? else {
+        return Err(StartError::Config(
+            crate::config::ConfigError::from_message(
+                "key `hlm.enabled` is false: there is nothing to dispatch".into(),
+            ),
+        ));
+    };
+    let backend = opened.backend;
+    let recalls = start_recall_scheduler(&config, &backend).await;
+    let mut state = AppState::with_config(backend, settings, config.clone()).with_hlm(hlm.clone());
+    if let Some(recalls) = &recalls {
+        state = state.with_recalls(recalls.clone());
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let dispatcher = tokio::spawn(crate::hlm::dispatcher::run(state, hlm, stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = dispatcher.await;
+    if let Some(recalls) = recalls {
+        recalls.shutdown().await;
+    }
+    Ok(())
+}
+
 /// Validates everything, opens the backend and binds the port (in that order: any failure happens
 /// before a client can connect), then serves until SIGTERM or ctrl-c.
 pub async fn run(config: Config) -> Result<(), StartError> {
@@ -211,6 +266,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         )))
     })?;
     let opened = build_backend(&config)?;
+    let hlm = open_hlm(&config).await?;
     let bind = |source| StartError::Bind {
         address: config.address.clone(),
         port: config.port,
@@ -235,8 +291,22 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(recalls) = &recalls {
         state = state.with_recalls(recalls.clone());
     }
+    if let Some(hlm) = &hlm {
+        state = state.with_hlm(hlm.clone());
+    }
+    let dispatcher = match &hlm {
+        Some(hlm) if config.hlm.dispatcher => Some(tokio::spawn(crate::hlm::dispatcher::run(
+            state.clone(),
+            hlm.clone(),
+            stop_rx.clone(),
+        ))),
+        _ => None,
+    };
     let served = serve(listener, app(state), shutdown_signal()).await;
     let _ = stop_tx.send(true);
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
     if let Some(recalls) = recalls {
         recalls.shutdown().await;
     }

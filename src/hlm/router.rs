@@ -1,0 +1,556 @@
+//! The SwiftHLM HTTP API:
+//! - `POST /hlm/v1/{migrate|premigrate|recall}/{a}/{c}[/{o}]` -> 202 `Accepted migrate request.`
+//! - `GET /hlm/v1/status/{a}/{c}[/{o}]` -> `{"/a/c/o": "resident", ...}` (one batch status call)
+//! - `GET /hlm/v1/requests/{a}/{c}[/{o}]` -> SwiftHLM request strings, or `?format=json` records
+//! - `POST /hlm/v1/{op}` with `{"ids": [...]}` (Pacifica ids) or `{"objects": ["/a/c/o", ...]}`
+//!   -> 202 with a request id; `GET /hlm/v1/request/{id}` -> that request with its progress.
+//! Every request needs a tempauth token valid for the account (reseller admin for Pacifica ids).
+
+use super::queue::{NewRequest, Op, RequestFilter, RequestId, RequestRecord, Target};
+use super::HlmService;
+use crate::error::{ApiError, ApiResult};
+use crate::pyjson::dumps;
+use crate::swift::{self, names::object_key, tempauth::authorize};
+use crate::AppState;
+use archive_core::{HsmState, Key};
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::Router;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Largest bulk request document.
+const MAX_BULK_DOCUMENT: usize = 16 << 20;
+/// Most entries in one bulk request.
+const MAX_BULK_ENTRIES: usize = 100_000;
+const NO_REQUESTS: &str = "There are no pending or failed SwiftHLM requests.";
+
+/// The routes of the HLM API.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/hlm/v1/request/{id}", get(get_request))
+        .route("/hlm/v1/{command}", post(submit_bulk))
+        .route(
+            "/hlm/v1/{command}/{account}/{container}",
+            any(container_command),
+        )
+        .route(
+            "/hlm/v1/{command}/{account}/{container}/{*object}",
+            any(object_command),
+        )
+}
+
+fn json(status: StatusCode, body: &impl Serialize) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        dumps(body),
+    )
+        .into_response()
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// SwiftHLM's own 404 body: `{"error": "..."}`.
+fn hlm_not_found(message: String) -> Response {
+    json(StatusCode::NOT_FOUND, &BTreeMap::from([("error", message)]))
+}
+
+fn service(state: &AppState) -> ApiResult<&HlmService> {
+    state.hlm.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The HLM request queue is not running",
+        )
+    })
+}
+
+fn queue_error(e: super::queue::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("The HLM request queue failed: {e}"),
+    )
+}
+
+fn parse_op(command: &str) -> Option<Op> {
+    command.parse().ok()
+}
+
+/// The backend must have a tape tier for migrate and recall to mean anything.
+fn require_hsm(state: &AppState, op: Op) -> ApiResult<()> {
+    if state.recalls.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!("The {} backend does not support {op}", state.backend.name()),
+        ));
+    }
+    Ok(())
+}
+
+async fn container_command(
+    State(state): State<AppState>,
+    method: Method,
+    Path((command, account, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    hlm_command(
+        &state,
+        method,
+        &command,
+        &account,
+        &container,
+        None,
+        query.as_deref(),
+        &headers,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn object_command(
+    State(state): State<AppState>,
+    method: Method,
+    Path((command, account, container, object)): Path<(String, String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    hlm_command(
+        &state,
+        method,
+        &command,
+        &account,
+        &container,
+        Some(&object),
+        query.as_deref(),
+        &headers,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn hlm_command(
+    state: &AppState,
+    method: Method,
+    command: &str,
+    account: &str,
+    container: &str,
+    object: Option<&str>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let command = command.to_ascii_lowercase();
+    let allow = match command.as_str() {
+        "status" | "requests" => "GET",
+        "migrate" | "premigrate" | "recall" => "POST",
+        _ => return Err(ApiError::bad_request(format!("Unknown HLM command {command:?}: expected migrate, premigrate, recall, status or requests"))),
+    };
+    if method.as_str() != allow {
+        return Err(ApiError::method_not_allowed(if allow == "GET" {
+            "GET"
+        } else {
+            "POST"
+        }));
+    }
+    authorize(state, headers, account)?;
+    match command.as_str() {
+        "status" => status(state, account, container, object).await,
+        "requests" => requests(state, account, container, object, query).await,
+        op => {
+            submit(
+                state,
+                parse_op(op).expect("checked above"),
+                account,
+                container,
+                object,
+            )
+            .await
+        }
+    }
+}
+
+/// The data keys a path names, or SwiftHLM's 404 response.
+async fn keys_of(
+    state: &AppState,
+    account: &str,
+    container: &str,
+    object: Option<&str>,
+) -> ApiResult<Result<Vec<Key>, Response>> {
+    let swift = &state.config.swift;
+    match object {
+        Some(object) => {
+            let key = object_key(swift, account, container, object)?;
+            match state.backend.status(&key).await {
+                Ok(_) => Ok(Ok(vec![key])),
+                Err(archive_core::Error::NotFound { .. }) => Ok(Err(hlm_not_found(format!(
+                    "Object /{account}/{container}/{object} does not exist."
+                )))),
+                Err(e) => Err(e.into()),
+            }
+        }
+        None => match swift::container_object_keys(state, account, container).await {
+            Ok(keys) => Ok(Ok(keys)),
+            Err(e) if e.status == StatusCode::NOT_FOUND => Ok(Err(hlm_not_found(format!(
+                "/account/container /{account}/{container} does not exist."
+            )))),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+async fn submit(
+    state: &AppState,
+    op: Op,
+    account: &str,
+    container: &str,
+    object: Option<&str>,
+) -> ApiResult<Response> {
+    require_hsm(state, op)?;
+    let hlm = service(state)?;
+    if let Err(not_found) = keys_of(state, account, container, object).await? {
+        return Ok(not_found);
+    }
+    let target = match object {
+        Some(object) => Target::Object {
+            account: account.into(),
+            container: container.into(),
+            object: object.into(),
+        },
+        None => Target::Container {
+            account: account.into(),
+            container: container.into(),
+        },
+    };
+    let id = hlm
+        .queue
+        .submit(NewRequest::new(op, target))
+        .await
+        .map_err(queue_error)?;
+    hlm.wake.notify_waiters();
+    tracing::info!(%op, account, container, object, request = %id, "HLM request queued");
+    Ok(text(
+        StatusCode::ACCEPTED,
+        format!("Accepted {op} request.\n"),
+    ))
+}
+
+async fn status(
+    state: &AppState,
+    account: &str,
+    container: &str,
+    object: Option<&str>,
+) -> ApiResult<Response> {
+    let keys = match keys_of(state, account, container, object).await? {
+        Ok(keys) => keys,
+        Err(not_found) => return Ok(not_found),
+    };
+    let swift = &state.config.swift;
+    let mut states = BTreeMap::new();
+    for (key, result) in state.backend.status_many(&keys).await {
+        let name = swift::names::swift_name_of(swift, &key).unwrap_or_else(|| key.to_string());
+        let value = result.map(|s| s.state).unwrap_or(HsmState::Unknown);
+        states.insert(name, value.as_str());
+    }
+    Ok(json(StatusCode::OK, &states))
+}
+
+/// A queue record as `?format=json` shows it.
+#[derive(Serialize)]
+struct RecordView<'a> {
+    id: i64,
+    name: Option<String>,
+    op: &'static str,
+    target: TargetView<'a>,
+    state: &'static str,
+    progress: ProgressView,
+    attempts: u32,
+    last_error: Option<&'a str>,
+    created: String,
+    updated: String,
+    finished: Option<String>,
+    next_attempt: String,
+}
+
+#[derive(Serialize)]
+struct TargetView<'a> {
+    account: Option<&'a str>,
+    container: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    objects: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<&'a [String]>,
+}
+
+#[derive(Serialize)]
+struct ProgressView {
+    done: u64,
+    failed: u64,
+    total: u64,
+}
+
+fn view(record: &RequestRecord) -> RecordView<'_> {
+    let target = &record.target;
+    RecordView {
+        id: record.id.0,
+        name: record.swifthlm_name(),
+        op: record.op.as_str(),
+        target: TargetView {
+            account: target.account(),
+            container: target.container(),
+            object: target.object(),
+            objects: match target {
+                Target::Objects { objects, .. } => Some(objects),
+                _ => None,
+            },
+            keys: match target {
+                Target::Keys(keys) => Some(keys),
+                _ => None,
+            },
+        },
+        state: record.state.as_str(),
+        progress: ProgressView {
+            done: record.progress.done,
+            failed: record.progress.failed,
+            total: record.progress.total,
+        },
+        attempts: record.attempts,
+        last_error: record.last_error.as_deref(),
+        created: record.created_at.to_rfc3339(),
+        updated: record.updated_at.to_rfc3339(),
+        finished: record.finished_at.map(|t| t.to_rfc3339()),
+        next_attempt: record.next_attempt_at.to_rfc3339(),
+    }
+}
+
+async fn requests(
+    state: &AppState,
+    account: &str,
+    container: &str,
+    object: Option<&str>,
+    query: Option<&str>,
+) -> ApiResult<Response> {
+    let hlm = service(state)?;
+    let as_json = query
+        .map(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "format" && v == "json"))
+        .unwrap_or(false);
+    let filter = RequestFilter {
+        account: Some(account.into()),
+        container: Some(container.into()),
+        object: object.map(str::to_string),
+        ..RequestFilter::default()
+    };
+    let records = hlm.queue.list(&filter).await.map_err(queue_error)?;
+    if as_json {
+        let views: Vec<_> = records.iter().map(view).collect();
+        return Ok(json(StatusCode::OK, &views));
+    }
+    let mut names: Vec<String> = records
+        .iter()
+        .filter_map(RequestRecord::swifthlm_name)
+        .collect();
+    if names.is_empty() {
+        names.push(NO_REQUESTS.into());
+    }
+    Ok(json(StatusCode::OK, &names))
+}
+
+/// The bulk document: Pacifica ids or Swift object paths.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkDocument {
+    #[serde(default)]
+    ids: Vec<serde_json::Value>,
+    #[serde(default)]
+    objects: Vec<String>,
+}
+
+async fn submit_bulk(
+    State(state): State<AppState>,
+    Path(command): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    bulk(&state, &command, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn bulk(
+    state: &AppState,
+    command: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let op = parse_op(command).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Unknown bulk HLM command {command:?}: expected migrate, premigrate or recall"
+        ))
+    })?;
+    let bytes = axum::body::to_bytes(body, MAX_BULK_DOCUMENT)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Bulk document unreadable or over {MAX_BULK_DOCUMENT} bytes: {e}"),
+            )
+        })?;
+    let document: BulkDocument = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON document: {e}; expected {{\"ids\": [...]}} or {{\"objects\": [\"/account/container/object\", ...]}}")))?;
+    let count = document.ids.len() + document.objects.len();
+    if count == 0 || (!document.ids.is_empty() && !document.objects.is_empty()) {
+        return Err(ApiError::bad_request(
+            "Give either a non-empty \"ids\" list or a non-empty \"objects\" list",
+        ));
+    }
+    if count > MAX_BULK_ENTRIES {
+        return Err(ApiError::bad_request(format!(
+            "At most {MAX_BULK_ENTRIES} entries per request, got {count}"
+        )));
+    }
+    let target = if document.ids.is_empty() {
+        objects_target(state, headers, &document.objects)?
+    } else {
+        ids_target(state, headers, &document.ids)?
+    };
+    require_hsm(state, op)?;
+    let hlm = service(state)?;
+    let id = hlm
+        .queue
+        .submit(NewRequest::new(op, target))
+        .await
+        .map_err(queue_error)?;
+    hlm.wake.notify_waiters();
+    tracing::info!(%op, entries = count, request = %id, "bulk HLM request queued");
+    #[derive(Serialize)]
+    struct Accepted {
+        message: String,
+        request_id: i64,
+        url: String,
+    }
+    Ok(json(
+        StatusCode::ACCEPTED,
+        &Accepted {
+            message: format!("Accepted {op} request."),
+            request_id: id.0,
+            url: format!("/hlm/v1/request/{id}"),
+        },
+    ))
+}
+
+/// Pacifica ids are archive-wide: only a reseller admin may act on them.
+fn require_reseller_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let prefix = state.config.swift.reseller_prefix.clone();
+    let identity = authorize(state, headers, &prefix)?;
+    if !identity.reseller_admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Only a reseller admin may act on Pacifica ids",
+        ));
+    }
+    Ok(())
+}
+
+fn ids_target(
+    state: &AppState,
+    headers: &HeaderMap,
+    ids: &[serde_json::Value],
+) -> ApiResult<Target> {
+    require_reseller_admin(state, headers)?;
+    let keys = ids
+        .iter()
+        .map(|id| {
+            let text = match id {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid id {other}: ids are integers or strings"
+                    )))
+                }
+            };
+            crate::pacifica::key_for_id(&text, state.settings.use_id2filename)
+                .map(|k| k.to_string())
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Target::Keys(keys))
+}
+
+fn objects_target(state: &AppState, headers: &HeaderMap, objects: &[String]) -> ApiResult<Target> {
+    let swift = &state.config.swift;
+    let mut parsed = Vec::with_capacity(objects.len());
+    for path in objects {
+        let mut parts = path.trim_start_matches('/').splitn(3, '/');
+        let (Some(a), Some(c), Some(o)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(ApiError::bad_request(format!(
+                "Invalid object path {path:?}: expected /account/container/object"
+            )));
+        };
+        let key = object_key(swift, a, c, o)?;
+        parsed.push((a, c, o, key));
+    }
+    let mut accounts: Vec<&str> = parsed.iter().map(|(a, ..)| *a).collect();
+    accounts.sort_unstable();
+    accounts.dedup();
+    for account in &accounts {
+        authorize(state, headers, account)?;
+    }
+    let (a0, c0) = (parsed[0].0, parsed[0].1);
+    if parsed.iter().all(|(a, c, ..)| *a == a0 && *c == c0) {
+        Ok(Target::Objects {
+            account: a0.into(),
+            container: c0.into(),
+            objects: parsed.iter().map(|(_, _, o, _)| o.to_string()).collect(),
+        })
+    } else {
+        Ok(Target::Keys(
+            parsed.into_iter().map(|(.., k)| k.to_string()).collect(),
+        ))
+    }
+}
+
+async fn get_request(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    async {
+        let hlm = service(&state)?;
+        let record = hlm.queue.get(RequestId(id)).await.map_err(queue_error)?;
+        let Some(record) = record else {
+            // Authenticate first so that ids cannot be probed without a token.
+            require_reseller_admin(&state, &headers).or_else(|e| {
+                if e.status == StatusCode::FORBIDDEN {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("No HLM request {id}"),
+            ));
+        };
+        match record.target.account() {
+            Some(account) => {
+                authorize(&state, &headers, account)?;
+            }
+            None => require_reseller_admin(&state, &headers)?,
+        }
+        Ok(json(StatusCode::OK, &view(&record)))
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
