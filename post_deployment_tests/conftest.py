@@ -37,7 +37,8 @@ TEXT_PAYLOAD = b"Writing content for first file"  # 30 bytes
 BINARY_PAYLOAD = bytes([123, 3, 255, 0, 100])  # 5 bytes
 
 _URL_PARTS = urllib.parse.urlsplit(ARCHIVE_URL)
-# Per-session random base for file ids: a 48-bit number, far from the small fixed ids other tools use.
+# Per-session random base for file ids: a random 48-bit number times 1000 (so a run's consecutive ids
+# stay clear of the next run's), far above the small fixed ids other tools use and below 2**63.
 _ID_COUNTER = itertools.count(random.SystemRandom().randrange(1 << 40, 1 << 48) * 1000)
 _ID_LOCK = threading.Lock()
 
@@ -60,9 +61,9 @@ def json_body(resp):
         pytest.fail("response {} is not JSON: {!r}".format(resp.status_code, resp.text[:2000]))
 
 
-def put_bytes(file_id, data, headers=None, session=None):
+def put_bytes(file_id, data, headers=None):
     """PUT ``data`` (bytes) as file ``file_id``; returns the response."""
-    return (session or requests).put(file_url(file_id), data=data, headers=headers, timeout=TIMEOUT)
+    return requests.put(file_url(file_id), data=data, headers=headers, timeout=TIMEOUT)
 
 
 def put_ok(file_id, data, headers=None):
