@@ -1,0 +1,38 @@
+-- Request queue of the /hlm/v1 API (SQLite flavour; the PostgreSQL one has the same columns).
+-- Times are Unix milliseconds, UTC. One row per submitted migrate/premigrate/recall request.
+CREATE TABLE hlm_requests (
+    -- AUTOINCREMENT: ids are never reused, so "submitted before" is "smaller id".
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    op               TEXT    NOT NULL CHECK (op IN ('migrate', 'premigrate', 'recall')),
+    -- container: account/container; object: account/container/object;
+    -- objects: account/container + target_list of object names; keys: target_list of backend keys.
+    target_kind      TEXT    NOT NULL CHECK (target_kind IN ('container', 'object', 'objects', 'keys')),
+    account          TEXT,
+    container        TEXT,
+    object           TEXT,
+    target_list      TEXT,   -- JSON array of strings
+    storage_policy   INTEGER NOT NULL DEFAULT 0,
+    priority         INTEGER NOT NULL DEFAULT 50,
+    state            TEXT    NOT NULL DEFAULT 'pending'
+                             CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  INTEGER NOT NULL,
+    lease_owner      TEXT,
+    lease_expires_at INTEGER,
+    progress_done    INTEGER NOT NULL DEFAULT 0,
+    progress_failed  INTEGER NOT NULL DEFAULT 0,
+    progress_total   INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    finished_at      INTEGER
+);
+
+-- Claiming scans only the live rows, best priority and oldest first.
+CREATE INDEX hlm_requests_live ON hlm_requests (priority DESC, id)
+    WHERE state IN ('pending', 'running');
+-- The requests endpoint and "success clears older failures" look rows up by Swift address.
+CREATE INDEX hlm_requests_target ON hlm_requests (account, container, object);
+-- Retention expiry.
+CREATE INDEX hlm_requests_finished ON hlm_requests (finished_at)
+    WHERE state IN ('done', 'failed');
