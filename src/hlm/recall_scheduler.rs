@@ -631,7 +631,10 @@ mod tests {
             ok_all(&t.wait().await);
         }
         for i in WORKLOAD.concat() {
-            assert_eq!(b.status(&key(i)).await.unwrap().state, HsmState::Premigrated);
+            assert_eq!(
+                b.status(&key(i)).await.unwrap().state,
+                HsmState::Premigrated
+            );
         }
         s.shutdown().await;
         (reads_since(&b, reads0), b.tape_stats().mounts - mounts0)
@@ -654,7 +657,10 @@ mod tests {
             t("T00001", 30),
         ];
         assert_eq!(reads, expected);
-        assert_eq!(mounts, 2, "T00002 was mounted already; T00000 and T00001 once each");
+        assert_eq!(
+            mounts, 2,
+            "T00002 was mounted already; T00000 and T00001 once each"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -78,7 +78,13 @@ async fn every_crash_point_is_repaired() {
             }
         }
         let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(DIR_ENV, dir.path())
             .env(CRASH_ENV, point)
             .output()
