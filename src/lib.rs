@@ -9,12 +9,14 @@
 //! - [`pacifica`]: the `/{id}` files API.
 //! - [`swift`]: the Swift v1 object API with tempauth (`/auth/v1.0`, `/info`, `/v1/...`).
 //! - [`hlm`]: the HLM side (request queue, dispatcher, recall scheduler).
+//! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`upload`]: request bodies as backend streams; [`pyjson`]: Python-compatible JSON bodies.
 
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod hlm;
+pub mod metrics;
 pub mod pacifica;
 pub mod pyjson;
 pub mod server;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub recalls: Option<RecallScheduler>,
     /// The HLM request queue, when the HLM API is on.
     pub hlm: Option<hlm::HlmService>,
+    /// Request counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -97,6 +101,7 @@ impl AppState {
             config: Arc::new(config),
             recalls: None,
             hlm: None,
+            metrics: Arc::default(),
         }
     }
 

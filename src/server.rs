@@ -155,7 +155,10 @@ pub fn app(state: AppState) -> Router {
             .unwrap_or("-");
         tracing::info_span!("request", id, method = %request.method(), uri = %request.uri())
     });
-    let mut router = Router::new().merge(pacifica::router());
+    // `/.metrics`: ids cannot start with '.', so no file id can take this path.
+    let mut router = Router::new()
+        .route("/.metrics", axum::routing::get(crate::metrics::render))
+        .merge(pacifica::router());
     if state.config.hlm.enabled {
         router = router.merge(crate::hlm::router::router());
     }
@@ -164,6 +167,10 @@ pub fn app(state: AppState) -> Router {
     }
     router
         .fallback(|| async { ApiError::no_such_route() })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(

@@ -529,3 +529,23 @@ async fn a_panic_becomes_a_json_500() {
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_method_and_status() {
+    let app = test_app(|_, _| {});
+    app.put("m1", b"x").await;
+    app.call("GET", "/m1", Body::empty()).await;
+    app.call("GET", "/missing", Body::empty()).await;
+    let (status, headers, body) = app.call("GET", "/.metrics", Body::empty()).await;
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").starts_with("text/plain"));
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        "archiveinterface_http_requests_total{method=\"PUT\",status=\"201\"} 1",
+        "archiveinterface_http_requests_total{method=\"GET\",status=\"200\"} 1",
+        "archiveinterface_http_requests_total{method=\"GET\",status=\"404\"} 1",
+        "archiveinterface_http_requests_in_flight 1",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+}
