@@ -9,7 +9,7 @@ mod head_file;
 pub mod headers;
 mod move_file;
 mod put_file;
-mod range;
+pub(crate) mod range;
 mod stage_file;
 
 use crate::error::{ApiError, ApiResult};

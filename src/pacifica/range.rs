@@ -42,7 +42,7 @@ pub(super) fn parse_byte_range(raw: &str) -> ApiResult<ReadRange> {
 }
 
 /// One `bytes=` range, or `None` when the header is absent, malformed or asks for several ranges.
-pub(super) fn parse_range_header(raw: &str) -> Option<ReadRange> {
+pub(crate) fn parse_range_header(raw: &str) -> Option<ReadRange> {
     let spec = raw.trim().strip_prefix("bytes=")?.trim();
     if spec.contains(',') {
         return None;
@@ -73,7 +73,7 @@ pub(super) fn parse_range_header(raw: &str) -> Option<ReadRange> {
 }
 
 /// Whether an HTTP range can be served from a file of `size` bytes (RFC 9110 section 14.1.1).
-pub(super) fn satisfiable(range: ReadRange, size: u64) -> bool {
+pub(crate) fn satisfiable(range: ReadRange, size: u64) -> bool {
     match range {
         ReadRange::All => true,
         ReadRange::From { start, .. } => start < size,
