@@ -1042,6 +1042,23 @@ async fn connect_rejects_unknown_schemes_and_hides_passwords() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("max_attempts"), "{err}");
+    // A SQLite file that cannot be created fails at once, naming the place.
+    let started = std::time::Instant::now();
+    let err = RequestQueue::connect("sqlite:///proc/no-such-dir/queue.db", opts())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::CreateDir { .. }), "{err}");
+    assert!(err.to_string().contains("/proc/no-such-dir"), "{err}");
+    let err = RequestQueue::connect("sqlite:///proc/queue.db", opts())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("/proc/queue.db"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

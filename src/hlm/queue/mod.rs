@@ -18,8 +18,10 @@
 //!   [`QueueOptions::lease_duration`]. The holder renews it while it works. Once it has
 //!   expired, another `claim` takes the request over, and from then on every call with the old
 //!   lease (`renew_lease`, `record_progress`, `complete`, `fail`) returns
-//!   [`Error::LeaseLost`] and changes nothing: the request is never executed by two holders
-//!   that both believe they own it, as long as holders stop when told.
+//!   [`Error::LeaseLost`] and changes nothing. Holders that renew well within the lease (a
+//!   third of it, say) and stop when told never overlap on one request.
+//!   Across crashes execution is at-least-once: work a crashed holder finished but did not
+//!   `complete` runs again after the takeover (migrate and recall are idempotent).
 //! - Claiming is safe for any number of concurrent claimers: PostgreSQL takes rows with
 //!   `FOR UPDATE SKIP LOCKED`, SQLite claims inside `BEGIN IMMEDIATE` (one writer at a time).
 //! - Retries: `fail` returns the request to pending with backoff
@@ -29,6 +31,8 @@
 //!   deletes older ones (call it periodically). A `complete` deletes the older failed requests
 //!   of the same target, as SwiftHLM does.
 //! - Claim order: highest priority first, then oldest (FIFO within a priority).
+//! - Clocks: PostgreSQL stamps every time with the database's `now()`, so instances with
+//!   skewed clocks agree on lease expiry; SQLite uses this process's clock (one host).
 
 mod error;
 mod options;
