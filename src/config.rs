@@ -381,6 +381,7 @@ fn describe(e: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
 mod tests {
     use super::*;
     use figment::Jail;
@@ -476,6 +477,7 @@ impl ConfigError {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod example_file {
     use super::*;
 

@@ -2,15 +2,15 @@
 //! SwiftHLM HTTP APIs.
 //!
 //! Module map:
-//! - [`cli`], [`config`]: flags and the layered configuration.
-//! - [`server`]: building the backend, the router with its middleware, serving with graceful shutdown.
-//! - [`telemetry`]: logging.
-//! - [`error`]: the one API error type and its status table.
-//! - [`pacifica`]: the `/{id}` files API.
+//! - [`cli`] and [`config`]: flags and the layered configuration.
+//! - [`server`] builds the backend, the router with its middleware, serving with graceful shutdown.
+//! - [`telemetry`] sets up logging.
+//! - [`error`] holds the one API error type and its status table.
+//! - [`pacifica`] serves the `/{id}` files API.
 //! - [`swift`]: the Swift v1 object API with tempauth (`/auth/v1.0`, `/info`, `/v1/...`).
-//! - [`hlm`]: the HLM side (request queue, dispatcher, recall scheduler).
-//! - [`metrics`]: `/metrics` for Prometheus.
-//! - [`upload`]: request bodies as backend streams; [`pyjson`]: Python-compatible JSON bodies.
+//! - [`hlm`] is the HLM side (request queue, dispatcher, recall scheduler).
+//! - [`metrics`] counts requests for Prometheus.
+//! - [`upload`] turns request bodies into backend streams; [`pyjson`] writes Python-compatible JSON.
 
 pub mod cli;
 pub mod config;

@@ -9,7 +9,7 @@ use archive_core::{
 };
 use archiveinterface::hlm::queue::{NewRequest, Op, Target};
 use archiveinterface::hlm::HlmService;
-use archiveinterface::{AppState, Settings};
+use archiveinterface::AppState;
 use sqlx::Connection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -144,7 +144,7 @@ async fn two_instances_on_one_postgres_execute_1000_requests_once_each() {
         i.await.unwrap();
     }
 
-    let calls = calls.lock().unwrap();
+    let calls = calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1000);
     let twice: Vec<_> = calls.iter().filter(|(_, v)| v.len() != 1).collect();
     assert!(twice.is_empty(), "executed more than once: {twice:?}");

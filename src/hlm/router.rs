@@ -4,6 +4,7 @@
 //! - `GET /hlm/v1/requests/{a}/{c}[/{o}]` -> SwiftHLM request strings, or `?format=json` records
 //! - `POST /hlm/v1/{op}` with `{"ids": [...]}` (Pacifica ids) or `{"objects": ["/a/c/o", ...]}`
 //!   -> 202 with a request id; `GET /hlm/v1/request/{id}` -> that request with its progress.
+//!
 //! Every request needs a tempauth token valid for the account (reseller admin for Pacifica ids).
 
 use super::queue::{NewRequest, Op, RequestFilter, RequestId, RequestRecord, Target};

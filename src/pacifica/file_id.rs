@@ -24,7 +24,7 @@ pub fn key_for_id(id: &str, use_id2filename: bool) -> Result<Key, ApiError> {
             Err(e) => return refuse(e.to_string()),
         };
         let path = id2filename(number);
-        return Key::new(path.trim_start_matches('/')).map_err(|e| ApiError::from(e));
+        return Key::new(path.trim_start_matches('/')).map_err(ApiError::from);
     }
     Key::new(id).map_err(ApiError::from)
 }
