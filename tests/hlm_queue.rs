@@ -73,6 +73,24 @@ impl TestDb {
         }
     }
 
+    /// Run one statement on the test database outside the queue.
+    async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.pg.is_some() {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::query(sql).execute(&mut c).await.expect("execute");
+            c.close().await.ok();
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::query(sql).execute(&mut c).await.expect("execute");
+            c.close().await.ok();
+        }
+    }
+
     async fn queue(&self, options: QueueOptions) -> RequestQueue {
         RequestQueue::connect(&self.url, options)
             .await
@@ -175,6 +193,7 @@ on_both!(
     list_matches_swifthlm_rules,
     request_names_from_the_database,
     queue_survives_reopen,
+    schema_coexists_and_is_forward_compatible,
     two_instances_process_1000_requests_once,
 );
 
@@ -865,6 +884,32 @@ async fn queue_survives_reopen(db: TestDb) {
     let r = get(&q, id).await;
     assert_eq!(r.state, State::Running);
     assert_eq!(r.progress.total, 7);
+    q.complete(&c.lease).await.unwrap();
+}
+
+async fn schema_coexists_and_is_forward_compatible(db: TestDb) {
+    let q = db.queue(opts()).await;
+    let id = submit(&q, Op::Recall, object("A", "c", "o")).await;
+    q.close().await;
+    // Another sqlx application in the same database keeps its own migrations table.
+    db.execute("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT)")
+        .await;
+    db.execute("INSERT INTO _sqlx_migrations VALUES (1, 'another application')")
+        .await;
+    // A newer release has applied a migration this build does not know.
+    let checksum = if db.pg.is_some() {
+        "'\\x00'::bytea"
+    } else {
+        "X'00'"
+    };
+    db.execute(&format!(
+        "INSERT INTO hlm_queue_migrations (version, description, success, checksum, execution_time)
+         VALUES (29991231000000, 'from a newer release', true, {checksum}, 0)"
+    ))
+    .await;
+    let q = db.queue(opts()).await;
+    assert_eq!(get(&q, id).await.state, State::Pending, "data kept");
+    let c = q.claim("i").await.unwrap().expect("still works");
     q.complete(&c.lease).await.unwrap();
 }
 

@@ -59,7 +59,7 @@ impl PgQueue {
                 url: shown.clone(),
                 source,
             })?;
-        schema::POSTGRES.run(&mut first).await?;
+        schema::postgres().run(&mut first).await?;
         first.close().await.ok();
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)

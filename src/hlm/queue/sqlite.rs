@@ -365,7 +365,7 @@ impl SqliteQueue {
 async fn migrate(pool: &SqlitePool) -> Result<()> {
     let mut tries = 0;
     loop {
-        match schema::SQLITE.run(pool).await {
+        match schema::sqlite().run(pool).await {
             Ok(()) => return Ok(()),
             Err(e) if tries < 3 => {
                 tries += 1;
