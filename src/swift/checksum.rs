@@ -69,7 +69,11 @@ mod tests {
     use bytes::Bytes;
 
     fn body(parts: &[&'static str]) -> ByteStream {
-        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes())))).boxed()
+        let parts: Vec<std::io::Result<Bytes>> = parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p.as_bytes())))
+            .collect();
+        futures::stream::iter(parts).boxed()
     }
 
     #[tokio::test]

@@ -81,7 +81,8 @@ pub(crate) fn issue_token(
         account: format!("{}{}", config.reseller_prefix, user.account),
         user: user.user.clone(),
         reseller_admin: user.reseller_admin,
-        expires: now + Duration::from_secs(config.token_ttl_secs),
+        expires: UNIX_EPOCH
+            + Duration::from_secs(unix_secs(now).saturating_add(config.token_ttl_secs)),
     };
     let payload = format!(
         "{}\n{}\n{}\n{}",
