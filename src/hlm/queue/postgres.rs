@@ -304,31 +304,53 @@ impl PgQueue {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            columns!(),
-            " FROM hlm_requests
-             WHERE state = ANY($1)
-               AND ($2::text IS NULL OR account = $2)
-               AND ($3::text IS NULL OR container = $3)
-               AND ($4::text IS NULL
-                    OR target_kind = 'container'
-                    OR (target_kind = 'object' AND object = $4)
-                    OR (target_kind = 'objects' AND target_list ? $4))
-               AND ($5::text IS NULL
-                    OR (target_kind = 'object' AND starts_with(object, $5)))
-             ORDER BY state = 'failed', created_at, id
-             LIMIT $6"
-        ))
-        .bind(states)
-        .bind(filter.account.clone())
-        .bind(filter.container.clone())
-        .bind(filter.object.clone())
-        .bind(filter.object_prefix.clone())
-        // PostgreSQL: LIMIT NULL means no limit.
-        .bind(filter.limit.map(i64::from))
-        .fetch_all(&self.pool)
-        .await?;
+        // One statement per address shape, so that the (account, container, object) index is
+        // usable whatever plan PostgreSQL caches for the prepared statement. Every shape
+        // mentions every parameter, so all bind the same way.
+        macro_rules! rest {
+            () => {
+                "
+                   AND state = ANY($1)
+                   AND ($4::text IS NULL
+                        OR target_kind = 'container'
+                        OR (target_kind = 'object' AND object = $4)
+                        OR (target_kind = 'objects' AND target_list ? $4))
+                   AND ($5::text IS NULL
+                        OR (target_kind = 'object' AND starts_with(object, $5)))
+                 ORDER BY state = 'failed', created_at, id
+                 LIMIT $6"
+            };
+        }
+        let sql = match (&filter.account, &filter.container) {
+            (None, _) => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM hlm_requests WHERE $2::text IS NULL AND $3::text IS NULL",
+                rest!()
+            ),
+            (Some(_), None) => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM hlm_requests WHERE account = $2 AND $3::text IS NULL",
+                rest!()
+            ),
+            (Some(_), Some(_)) => concat!(
+                "SELECT ",
+                columns!(),
+                " FROM hlm_requests WHERE account = $2 AND container = $3",
+                rest!()
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(states)
+            .bind(filter.account.clone())
+            .bind(filter.container.clone())
+            .bind(filter.object.clone())
+            .bind(filter.object_prefix.clone())
+            // PostgreSQL: LIMIT NULL means no limit.
+            .bind(filter.limit.map(i64::from))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(record).collect()
     }
 

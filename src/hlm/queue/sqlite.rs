@@ -114,9 +114,10 @@ impl SqliteQueue {
         limit: u32,
         ops: Option<&[Op]>,
     ) -> Result<Vec<ClaimedRequest>> {
-        let now = now_ms();
         let ops_json = ops.map(ops_json);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Read the clock once the write lock is held: waiting for it must not age `now`.
+        let now = now_ms();
         // A lease that expired on the last allowed attempt ends the request instead of starting
         // another attempt (see `QueueOptions::max_attempts`).
         let exhausted = sqlx::query(
@@ -222,8 +223,8 @@ impl SqliteQueue {
     }
 
     pub(crate) async fn complete(&self, lease: &Lease) -> Result<u64> {
-        let now = now_ms();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
         let changed = sqlx::query(
             "UPDATE hlm_requests
              SET state = 'done', finished_at = ?1, updated_at = ?1, lease_expires_at = NULL
@@ -311,30 +312,48 @@ impl SqliteQueue {
     pub(crate) async fn list(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>> {
         let states =
             serde_json::to_string(&filter.effective_states()).unwrap_or_else(|_| "[]".to_owned());
-        let rows = sqlx::query(
-            "SELECT * FROM hlm_requests
-             WHERE state IN (SELECT value FROM json_each(?1))
-               AND (?2 IS NULL OR account = ?2)
-               AND (?3 IS NULL OR container = ?3)
-               AND (?4 IS NULL
-                    OR target_kind = 'container'
-                    OR (target_kind = 'object' AND object = ?4)
-                    OR (target_kind = 'objects'
-                        AND EXISTS (SELECT 1 FROM json_each(target_list) WHERE value = ?4)))
-               AND (?5 IS NULL
-                    OR (target_kind = 'object' AND substr(object, 1, length(?5)) = ?5))
-             ORDER BY state = 'failed', created_at, id
-             LIMIT ?6",
-        )
-        .bind(states)
-        .bind(filter.account.clone())
-        .bind(filter.container.clone())
-        .bind(filter.object.clone())
-        .bind(filter.object_prefix.clone())
-        // SQLite: a negative LIMIT means no limit.
-        .bind(filter.limit.map_or(-1, i64::from))
-        .fetch_all(&self.pool)
-        .await?;
+        // One statement per address shape, so that SQLite can use the (account, container,
+        // object) index: it cannot when the condition is `(?2 IS NULL OR account = ?2)`. Every
+        // shape mentions every parameter, so all bind the same way.
+        macro_rules! rest {
+            () => {
+                "
+                   AND state IN (SELECT value FROM json_each(?1))
+                   AND (?4 IS NULL
+                        OR target_kind = 'container'
+                        OR (target_kind = 'object' AND object = ?4)
+                        OR (target_kind = 'objects'
+                            AND EXISTS (SELECT 1 FROM json_each(target_list) WHERE value = ?4)))
+                   AND (?5 IS NULL
+                        OR (target_kind = 'object' AND substr(object, 1, length(?5)) = ?5))
+                 ORDER BY state = 'failed', created_at, id
+                 LIMIT ?6"
+            };
+        }
+        let sql = match (&filter.account, &filter.container) {
+            (None, _) => concat!(
+                "SELECT * FROM hlm_requests WHERE ?2 IS NULL AND ?3 IS NULL",
+                rest!()
+            ),
+            (Some(_), None) => concat!(
+                "SELECT * FROM hlm_requests WHERE account = ?2 AND ?3 IS NULL",
+                rest!()
+            ),
+            (Some(_), Some(_)) => concat!(
+                "SELECT * FROM hlm_requests WHERE account = ?2 AND container = ?3",
+                rest!()
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(states)
+            .bind(filter.account.clone())
+            .bind(filter.container.clone())
+            .bind(filter.object.clone())
+            .bind(filter.object_prefix.clone())
+            // SQLite: a negative LIMIT means no limit.
+            .bind(filter.limit.map_or(-1, i64::from))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(record).collect()
     }
 
