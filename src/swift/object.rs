@@ -3,6 +3,8 @@
 //! metadata into the object's record (written after the data, so a record always describes data that
 //! was completely stored).
 //!
+//! ETags are the bare MD5 hex, as Swift sends them (clients print and compare them unquoted).
+//!
 //! A GET of an object whose data is on tape only (migrated) answers SwiftHLM's 412: the client recalls
 //! it through the HLM API first.
 
@@ -107,7 +109,7 @@ fn object_headers(meta: &ObjectMeta) -> HeaderMap {
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     h.insert(header::CONTENT_TYPE, value(&meta.content_type));
     if !meta.etag.is_empty() {
-        h.insert(header::ETAG, value(&format!("\"{}\"", meta.etag)));
+        h.insert(header::ETAG, value(&meta.etag));
     }
     h.insert(
         header::LAST_MODIFIED,
@@ -276,10 +278,7 @@ pub(super) async fn put_object(
     write_record(state, &meta_key, &record).await?;
     let mut response = StatusCode::CREATED.into_response();
     let h = response.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&format!("\"{digest}\"")).expect("hex"),
-    );
+    h.insert(header::ETAG, HeaderValue::from_str(&digest).expect("hex"));
     h.insert(
         header::LAST_MODIFIED,
         HeaderValue::from_str(&metadata::last_modified(record.timestamp_ns)).expect("date"),
