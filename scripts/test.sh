@@ -48,8 +48,23 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir -p "$work/prefix" "$work/ingest"
+# Two tempauth users of different accounts for the Swift tests (python-swiftclient).
+cat >"$work/server.toml" <<'TOML'
+[swift]
+token_secret = "deployment-suite"
+
+[[swift.users]]
+account = "test"
+user = "tester"
+key = "testing"
+
+[[swift.users]]
+account = "other"
+user = "tester2"
+key = "testing2"
+TOML
 ARCHIVEINTERFACE_PATCH_SOURCE_DIRS="[\"$work/ingest\"]" \
-  target/debug/archiveinterface --prefix "$work/prefix" -a 127.0.0.1 -p 0 2>"$work/server.log" &
+  target/debug/archiveinterface -c "$work/server.toml" --prefix "$work/prefix" -a 127.0.0.1 -p 0 2>"$work/server.log" &
 server_pid=$!
 url=
 for _ in $(seq 1 100); do
@@ -62,6 +77,8 @@ done
 echo "server at $url (prefix $work/prefix)"
 ARCHIVE_URL=$url LARGE_FILE_SIZE=${LARGE_FILE_SIZE:-268435456} MANY_FILES_TEST_COUNT=${MANY_FILES_TEST_COUNT:-1000} \
   PATCH_SOURCE_DIR="$work/ingest" \
+  SWIFT_AUTH_URL="$url/auth/v1.0" SWIFT_USER=test:tester SWIFT_KEY=testing \
+  SWIFT_OTHER_USER=other:tester2 SWIFT_OTHER_KEY=testing2 \
   timeout 900 "$venv/bin/python" -m pytest -q post_deployment_tests
 kill -TERM "$server_pid"
 wait "$server_pid" || fail "the server did not shut down cleanly on SIGTERM"
