@@ -632,6 +632,17 @@ async fn a_wrong_etag_stores_nothing() {
     assert_error(&reply, 422);
     let (_, _, body) = s.call("GET", "/v1/AUTH_test/c/o", t, &[], "").await;
     assert_eq!(body, b"data");
+    // A DLO manifest is refused rather than stored as an empty object.
+    let reply = s
+        .call(
+            "PUT",
+            "/v1/AUTH_test/c/big",
+            t,
+            &[("x-object-manifest", "c_segments/big/")],
+            "",
+        )
+        .await;
+    assert_error(&reply, 501);
     // If-None-Match: * refuses to replace.
     let reply = s
         .call(

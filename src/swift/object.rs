@@ -198,6 +198,13 @@ pub(super) async fn put_object(
 ) -> ApiResult<Response> {
     let key = obj.data_key(state)?;
     let meta_key = obj.meta_key(state)?;
+    if headers.contains_key("x-object-manifest") {
+        // Storing the manifest as a plain object would make downloads silently return 0 bytes.
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "Large-object manifests (X-Object-Manifest) are not supported: upload the object whole",
+        ));
+    }
     container::require(state, obj.account, obj.container).await?;
     let kept = request_metadata(headers)?;
     let expected_len = match headers.get(header::CONTENT_LENGTH) {
