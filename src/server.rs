@@ -114,7 +114,7 @@ pub async fn start_recall_scheduler(
     config: &Config,
     backend: &Arc<dyn ArchiveBackend>,
 ) -> Option<RecallScheduler> {
-    if let Err(archive_core::Error::Unsupported { .. }) = backend.placement(&[]).await {
+    if !has_tape_tier(backend).await {
         return None;
     }
     let drives = match config.backend {
@@ -128,6 +128,7 @@ pub async fn start_recall_scheduler(
             policy: RecallPolicy::TapeOrder,
             batch_window: Duration::from_secs_f64(config.hsm.batch_window_secs),
             max_wait: Duration::from_secs(config.hsm.max_wait_secs),
+            ..RecallSchedulerConfig::default()
         },
     ))
 }
@@ -215,10 +216,21 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// Opens the HLM request queue when the HLM API is on (a bad URL or an unreachable database stops
-/// start-up).
-pub async fn open_hlm(config: &Config) -> Result<Option<crate::hlm::HlmService>, StartError> {
-    if !config.hlm.enabled {
+/// Whether the backend has a lower tier (it answers `placement` instead of `Unsupported`).
+pub async fn has_tape_tier(backend: &Arc<dyn ArchiveBackend>) -> bool {
+    !matches!(
+        backend.placement(&[]).await,
+        Err(archive_core::Error::Unsupported { .. })
+    )
+}
+
+/// Opens the HLM request queue when the HLM API is on and the backend has a tape tier (without one
+/// there is nothing to queue). A bad URL or an unreachable database stops start-up.
+pub async fn open_hlm(
+    config: &Config,
+    backend: &Arc<dyn ArchiveBackend>,
+) -> Result<Option<crate::hlm::HlmService>, StartError> {
+    if !config.hlm.enabled || !has_tape_tier(backend).await {
         return Ok(None);
     }
     crate::hlm::HlmService::open(config)
@@ -240,11 +252,14 @@ pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
         )))
     })?;
     let opened = build_backend(&config)?;
-    let Some(hlm) = open_hlm(&config).await? else {
+    let Some(hlm) = open_hlm(&config, &opened.backend).await? else {
         return Err(StartError::Config(
-            crate::config::ConfigError::from_message(
-                "key `hlm.enabled` is false: there is nothing to dispatch".into(),
-            ),
+            crate::config::ConfigError::from_message(format!(
+            "there is nothing to dispatch: `hlm.enabled` is {} and the {} backend has {} tape tier",
+            config.hlm.enabled,
+            opened.backend.name(),
+            if has_tape_tier(&opened.backend).await { "a" } else { "no" }
+        )),
         ));
     };
     let backend = opened.backend;
@@ -273,7 +288,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         )))
     })?;
     let opened = build_backend(&config)?;
-    let hlm = open_hlm(&config).await?;
+    let hlm = open_hlm(&config, &opened.backend).await?;
     let bind = |source| StartError::Bind {
         address: config.address.clone(),
         port: config.port,

@@ -503,6 +503,21 @@ fn bad_configuration_stops_start_up_before_the_port_opens() {
         err.contains("patch_source_dirs") && err.contains("/nonexistent/ingest"),
         "{err}"
     );
+    let err = refuse_to_start(&["dispatcher"], &[]);
+    assert!(
+        err.contains("nothing to dispatch") && err.contains("posix"),
+        "{err}"
+    );
+    let err = refuse_to_start(
+        &["-t", "tiered"],
+        &[("ARCHIVEINTERFACE_HLM__QUEUE_URL", "mysql://x")],
+    );
+    assert!(err.contains("hlm.queue_url"), "{err}");
+    let err = refuse_to_start(
+        &["-t", "tiered"],
+        &[("ARCHIVEINTERFACE_TIERED__DRIVES", "0")],
+    );
+    assert!(err.contains("tiered.drives"), "{err}");
     let err = refuse_to_start(&["--prefix", "/proc/version/archive"], &[]);
     assert!(err.contains("/proc/version/archive"), "{err}");
 }

@@ -115,12 +115,19 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Every file below `dir`, relative, sorted (to look for debris).
+/// Every file below `dir`, relative, sorted (to look for debris); the server's own state
+/// (`.archiveinterface*`, such as the HLM queue of a tiered archive) is not archive content.
 pub fn tree(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(".archiveinterface")
+            {
+                continue;
+            }
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
             } else {
