@@ -278,3 +278,67 @@ async fn bad_config_is_refused_naming_the_field() {
     .unwrap_err();
     assert!(err.to_string().contains("tiered.drives"), "{err}");
 }
+
+/// Migrations, recalls, puts, reads and deletes at once on one drive: no deadlock (drive before key
+/// lock everywhere), no lost or mixed content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_operations_neither_deadlock_nor_mix_content() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(open(
+        dir.path(),
+        TieredConfig {
+            drives: 1,
+            ..small_library()
+        },
+    ));
+    let name = |i: usize| format!("k{i:02}");
+    let data = |i: usize| vec![i as u8; 1000 + i];
+    for i in 0..40 {
+        put(&b, &name(i), &data(i)).await;
+    }
+    let keys: Vec<_> = (0..40).map(|i| key(&name(i))).collect();
+    b.migrate(&keys[..20]).await.unwrap();
+    let mut tasks = Vec::new();
+    {
+        let (b, keys) = (Arc::clone(&b), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            b.migrate(&keys[20..]).await.unwrap().len()
+        }));
+    }
+    {
+        let (b, keys) = (Arc::clone(&b), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            b.recall(&keys[..20]).await.unwrap().len()
+        }));
+    }
+    {
+        let (b, keys) = (Arc::clone(&b), keys.clone());
+        tasks.push(tokio::spawn(async move {
+            b.premigrate(&keys[10..30]).await.unwrap().len()
+        }));
+    }
+    {
+        let b = Arc::clone(&b);
+        tasks.push(tokio::spawn(async move {
+            for i in 40..50 {
+                put(&b, &format!("k{i:02}"), &[i as u8; 10]).await;
+                b.delete(&key(&format!("k{i:02}"))).await.unwrap();
+                put(&b, &format!("k{i:02}"), &[i as u8; 10]).await;
+            }
+            10
+        }));
+    }
+    let all = futures::future::join_all(tasks);
+    let done = tokio::time::timeout(std::time::Duration::from_secs(60), all)
+        .await
+        .expect("deadlock: operations did not finish");
+    for d in done {
+        d.unwrap();
+    }
+    b.recall(&keys).await.unwrap();
+    for i in 0..40 {
+        assert!(read(&b, &name(i)).await == data(i), "{} differs", name(i));
+    }
+    assert_eq!(b.list("").await.unwrap().len(), 50);
+}
