@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where a key's tape copy lives and whether its disk copy is gone.
@@ -66,11 +67,19 @@ impl Record {
     }
 }
 
+/// The catalog is shared by every operation. Lookups take only the `entries` lock, which is never held
+/// during I/O; appends serialize on the `journal` lock, held from the write until the record is applied
+/// so that the order in memory is the order in the file.
 #[derive(Debug)]
 pub(crate) struct Catalog {
-    entries: BTreeMap<Key, Entry>,
+    entries: RwLock<BTreeMap<Key, Entry>>,
+    journal: Mutex<Journal>,
+}
+
+#[derive(Debug)]
+struct Journal {
     path: PathBuf,
-    journal: File,
+    file: File,
     records_since_compaction: usize,
 }
 
@@ -120,12 +129,14 @@ impl Catalog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io("open the journal", e)),
         }
-        let journal = open_append(&path).map_err(|e| io("open the journal", e))?;
-        let mut catalog = Catalog {
-            entries,
-            path: path.clone(),
-            journal,
-            records_since_compaction: 0,
+        let file = open_append(&path).map_err(|e| io("open the journal", e))?;
+        let catalog = Catalog {
+            entries: RwLock::new(entries),
+            journal: Mutex::new(Journal {
+                path: path.clone(),
+                file,
+                records_since_compaction: 0,
+            }),
         };
         catalog
             .compact()
@@ -133,37 +144,58 @@ impl Catalog {
         Ok(catalog)
     }
 
-    pub(crate) fn get(&self, key: &Key) -> Option<&Entry> {
-        self.entries.get(key)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Key, Entry>> {
+        self.entries.read().expect("catalog poisoned")
     }
 
-    pub(crate) fn entries(&self) -> &BTreeMap<Key, Entry> {
-        &self.entries
+    pub(crate) fn get(&self, key: &Key) -> Option<Entry> {
+        self.read().get(key).cloned()
     }
 
-    /// Makes `record` durable, then applies it.
-    pub(crate) fn append(&mut self, record: Record) -> Result<(), TieredError> {
+    /// Runs `f` over the entries (under the read lock: keep it short).
+    pub(crate) fn with_entries<T>(&self, f: impl FnOnce(&BTreeMap<Key, Entry>) -> T) -> T {
+        f(&self.read())
+    }
+
+    /// Makes `record` durable, then applies it. Blocking (fsync).
+    pub(crate) fn append(&self, record: Record) -> Result<(), TieredError> {
         let mut line = serde_json::to_string(&record).expect("records serialize");
         line.push('\n');
-        let path = self.path.clone();
+        let mut journal = self.journal.lock().expect("journal poisoned");
+        let path = journal.path.clone();
         let err = |e| TieredError::Journal(path.clone(), e);
-        self.journal.write_all(line.as_bytes()).map_err(err)?;
-        self.journal.sync_data().map_err(err)?;
-        apply(&mut self.entries, record).map_err(TieredError::Inconsistent)?;
-        self.records_since_compaction += 1;
-        if self.records_since_compaction > 4 * self.entries.len() + 10_000 {
-            self.compact().map_err(err)?;
+        journal.file.write_all(line.as_bytes()).map_err(err)?;
+        journal.file.sync_data().map_err(err)?;
+        let len = {
+            let mut entries = self.entries.write().expect("catalog poisoned");
+            apply(&mut entries, record).map_err(TieredError::Inconsistent)?;
+            entries.len()
+        };
+        journal.records_since_compaction += 1;
+        if journal.records_since_compaction > 4 * len + 10_000 {
+            self.compact_locked(&mut journal).map_err(err)?;
         }
         Ok(())
     }
 
-    /// Rewrites the journal as one `Copied` (and `Released`) record per entry: write a temporary file,
-    /// fsync it, rename it over the journal, fsync the directory.
-    pub(crate) fn compact(&mut self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("jsonl.compacting");
+    /// Rewrites the journal as one `Copied` (and `Released`) record per entry.
+    pub(crate) fn compact(&self) -> std::io::Result<()> {
+        let mut journal = self.journal.lock().expect("journal poisoned");
+        self.compact_locked(&mut journal)
+    }
+
+    /// Write a temporary file, fsync it, rename it over the journal, fsync the directory. The journal
+    /// lock keeps appends out meanwhile.
+    fn compact_locked(&self, journal: &mut Journal) -> std::io::Result<()> {
+        let tmp = journal.path.with_extension("jsonl.compacting");
         {
             let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-            for (key, entry) in &self.entries {
+            let entries: Vec<(Key, Entry)> = self
+                .read()
+                .iter()
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect();
+            for (key, entry) in &entries {
                 let mut line = serde_json::to_string(&Record::copied(key, entry))?;
                 line.push('\n');
                 if entry.released {
@@ -176,10 +208,10 @@ impl Catalog {
             }
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
-        std::fs::rename(&tmp, &self.path)?;
-        File::open(self.path.parent().expect("journal has a directory"))?.sync_all()?;
-        self.journal = open_append(&self.path)?;
-        self.records_since_compaction = 0;
+        std::fs::rename(&tmp, &journal.path)?;
+        File::open(journal.path.parent().expect("journal has a directory"))?.sync_all()?;
+        journal.file = open_append(&journal.path)?;
+        journal.records_since_compaction = 0;
         Ok(())
     }
 }

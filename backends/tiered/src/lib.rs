@@ -57,9 +57,8 @@ pub struct TieredBackend {
 pub(crate) struct Inner {
     pub(crate) disk: PosixBackend,
     pub(crate) cold: PosixBackend,
-    // A std Mutex: held for lookups and for one journal append (on the blocking pool), never across
-    // an `.await`.
-    pub(crate) catalog: Mutex<Catalog>,
+    /// Internally locked; appends fsync, so they run on the blocking pool.
+    pub(crate) catalog: Catalog,
     pub(crate) tape: Arc<TapeModel>,
     pub(crate) locks: KeyLocks,
     /// One tape write stream at a time, so files land in append order.
@@ -84,8 +83,8 @@ impl TieredBackend {
         let state_dir = disk.root().join(STATE_DIR);
         std::fs::create_dir_all(&state_dir)
             .map_err(io("create the state directory", &state_dir))?;
-        let mut catalog = Catalog::open(&state_dir)?;
-        let report = repair::repair(&disk, &cold, &mut catalog, config.tapes)?;
+        let catalog = Catalog::open(&state_dir)?;
+        let report = repair::repair(&disk, &cold, &catalog, config.tapes)?;
         if report.changed() {
             tracing::warn!(
                 ?report,
@@ -93,14 +92,17 @@ impl TieredBackend {
             );
         }
         let mut used = vec![0u64; config.tapes];
-        for entry in catalog.entries().values() {
-            let end = entry.position + entry.size.max(1);
-            used[entry.tape] = used[entry.tape].max(end);
-        }
+        let files_on_tape = catalog.with_entries(|entries| {
+            for entry in entries.values() {
+                let end = entry.position + entry.size.max(1);
+                used[entry.tape] = used[entry.tape].max(end);
+            }
+            entries.len()
+        });
         tracing::info!(
             prefix = %disk.root().display(),
             cold = %cold.root().display(),
-            files_on_tape = catalog.entries().len(),
+            files_on_tape,
             "tiered backend open"
         );
         Ok(TieredBackend {
@@ -108,7 +110,7 @@ impl TieredBackend {
                 tape: Arc::new(TapeModel::new(&config, used)),
                 disk,
                 cold,
-                catalog: Mutex::new(catalog),
+                catalog,
                 locks: KeyLocks::default(),
                 writer: tokio::sync::Mutex::new(()),
                 config,
@@ -160,24 +162,14 @@ fn not_found(key: &Key) -> Error {
 }
 
 impl Inner {
-    pub(crate) fn catalog(&self) -> std::sync::MutexGuard<'_, Catalog> {
-        self.catalog.lock().expect("catalog poisoned")
-    }
-
     pub(crate) fn entry(&self, key: &Key) -> Option<Entry> {
-        self.catalog().get(key).cloned()
+        self.catalog.get(key)
     }
 
     /// Makes a catalog record durable (on the blocking pool: it fsyncs).
     pub(crate) async fn journal(self: &Arc<Self>, record: Record) -> Result<()> {
         let inner = Arc::clone(self);
-        blocking(move || {
-            inner
-                .catalog()
-                .append(record)
-                .map_err(TieredError::into_core)
-        })
-        .await
+        blocking(move || inner.catalog.append(record).map_err(TieredError::into_core)).await
     }
 
     /// The inode of a key's disk copy.
@@ -218,22 +210,41 @@ impl Inner {
     }
 
     /// The status of a key: from the catalog when it has a tape copy, from the disk tier otherwise.
-    pub(crate) async fn status(&self, key: &Key) -> Result<FileStatus> {
+    /// Blocking (one stat); `status` and `status_many` run it on the blocking pool.
+    pub(crate) fn status_blocking(&self, key: &Key) -> Result<FileStatus> {
         let entry = self.entry(key);
-        match entry {
-            Some(e) if e.released => Ok(self.migrated_status(&e)),
-            Some(e) => match self.disk.status(key).await {
-                Ok(st) => Ok(with_state(st, HsmState::Premigrated)),
-                // Released between the lookup and the stat.
-                Err(Error::NotFound { .. }) => Ok(self.migrated_status(&e)),
-                Err(err) => Err(err),
-            },
-            None => self
-                .disk
-                .status(key)
-                .await
-                .map(|st| with_state(st, HsmState::Resident)),
+        if let Some(e) = entry.as_ref().filter(|e| e.released) {
+            return Ok(self.migrated_status(e));
         }
+        let path = self.disk.path_of(key);
+        match std::fs::metadata(&path) {
+            Ok(meta) => {
+                let st = archive_posix::status_from_metadata(key, &path, &meta)?;
+                let state = match entry {
+                    Some(_) => HsmState::Premigrated,
+                    None => HsmState::Resident,
+                };
+                Ok(with_state(st, state))
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                match entry {
+                    // Released between the lookup and the stat.
+                    Some(e) => Ok(self.migrated_status(&e)),
+                    None => Err(not_found(key)),
+                }
+            }
+            Err(e) => Err(TieredError::Io("stat", path, e).into_core()),
+        }
+    }
+
+    pub(crate) async fn status(self: &Arc<Self>, key: &Key) -> Result<FileStatus> {
+        let (inner, key) = (Arc::clone(self), key.clone());
+        blocking(move || inner.status_blocking(&key)).await
     }
 }
 
@@ -371,18 +382,17 @@ impl ArchiveBackend for TieredBackend {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
         let mut out = self.inner.disk.list(prefix).await?;
-        let migrated: Vec<ListEntry> = self
-            .inner
-            .catalog()
-            .entries()
-            .iter()
-            .filter(|(k, e)| e.released && k.as_str().starts_with(prefix))
-            .map(|(k, e)| ListEntry {
-                key: k.clone(),
-                size: e.size,
-                mtime: e.mtime,
-            })
-            .collect();
+        let migrated: Vec<ListEntry> = self.inner.catalog.with_entries(|entries| {
+            entries
+                .iter()
+                .filter(|(k, e)| e.released && k.as_str().starts_with(prefix))
+                .map(|(k, e)| ListEntry {
+                    key: k.clone(),
+                    size: e.size,
+                    mtime: e.mtime,
+                })
+                .collect()
+        });
         out.extend(migrated);
         out.sort_by(|a, b| a.key.cmp(&b.key));
         // A file released while the disk was being listed appears twice; keep one.
@@ -390,12 +400,25 @@ impl ArchiveBackend for TieredBackend {
         Ok(out)
     }
 
+    /// One trip to the blocking pool for the whole batch (SwiftHLM status of big containers).
     async fn status_many(&self, keys: &[Key]) -> Vec<KeyOutcome<FileStatus>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push((key.clone(), self.inner.status(key).await));
+        let (inner, batch) = (Arc::clone(&self.inner), keys.to_vec());
+        let work = tokio::task::spawn_blocking(move || {
+            batch
+                .into_iter()
+                .map(|k| {
+                    let st = inner.status_blocking(&k);
+                    (k, st)
+                })
+                .collect()
+        });
+        match work.await {
+            Ok(out) => out,
+            Err(join) => keys
+                .iter()
+                .map(|k| (k.clone(), Err(Error::backend("tiered", join.to_string()))))
+                .collect(),
         }
-        out
     }
 
     async fn placement(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<Placement>>> {

@@ -53,18 +53,19 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OpenErro
 pub(crate) fn repair(
     disk: &PosixBackend,
     cold: &PosixBackend,
-    catalog: &mut Catalog,
+    catalog: &Catalog,
     tapes: usize,
 ) -> Result<RepairReport, OpenError> {
     let mut report = RepairReport::default();
     report.partials += sweep_partials(disk.root()).map_err(io_err("sweep", disk.root()))?;
     report.partials += sweep_partials(cold.root()).map_err(io_err("sweep", cold.root()))?;
 
-    let entries: Vec<_> = catalog
-        .entries()
-        .iter()
-        .map(|(k, e)| (k.clone(), e.clone()))
-        .collect();
+    let entries: Vec<_> = catalog.with_entries(|entries| {
+        entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    });
     let mut referenced = HashSet::new();
     for (key, entry) in entries {
         if entry.tape >= tapes {
@@ -83,7 +84,7 @@ pub(crate) fn repair(
             .ok()
             .filter(|m| m.is_file());
         let cold_ok = std::fs::metadata(&cold_path).is_ok_and(|m| m.len() == entry.size);
-        let mut record = |r: Record| {
+        let record = |r: Record| {
             catalog.append(r).map_err(|e| OpenError::Io {
                 what: "record a repair in the journal",
                 path: disk.root().to_path_buf(),
