@@ -421,20 +421,26 @@ impl ArchiveBackend for TieredBackend {
         }
     }
 
+    /// One trip to the blocking pool for the whole batch (the recall scheduler asks for every key).
     async fn placement(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<Placement>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let placement = match self.inner.entry(key) {
-                Some(e) => Ok(Placement::Tape {
-                    volume: volume_name(e.tape),
-                    position: e.position,
-                    resident_copy: !e.released,
-                }),
-                None => self.inner.disk.status(key).await.map(|_| Placement::Disk),
-            };
-            out.push((key.clone(), placement));
-        }
-        Ok(out)
+        let (inner, batch) = (Arc::clone(&self.inner), keys.to_vec());
+        blocking(move || {
+            Ok(batch
+                .into_iter()
+                .map(|key| {
+                    let placement = match inner.entry(&key) {
+                        Some(e) => Ok(Placement::Tape {
+                            volume: volume_name(e.tape),
+                            position: e.position,
+                            resident_copy: !e.released,
+                        }),
+                        None => inner.status_blocking(&key).map(|_| Placement::Disk),
+                    };
+                    (key, placement)
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn migrate(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<()>>> {
