@@ -477,12 +477,15 @@ impl Planner {
             }
         }
         for item in items {
-            let outcome = by_key.remove(&item.key).unwrap_or_else(|| {
-                Err(Error::backend(
+            // `get`, not `remove`: under FIFO a request may name a key twice.
+            let outcome = match by_key.get(&item.key) {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(duplicate(e)),
+                None => Err(Error::backend(
                     "recall scheduler",
                     format!("the backend gave no answer for {}", item.key),
-                ))
-            });
+                )),
+            };
             self.answer(&item.waiters, &outcome);
         }
     }
@@ -741,6 +744,23 @@ mod tests {
         s.shutdown().await;
         let late = s.submit(vec![key(0)]).wait().await;
         assert!(matches!(late[0].1, Err(Error::Unavailable { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_named_twice_is_answered_twice_under_both_policies() {
+        for policy in [RecallPolicy::TapeOrder, RecallPolicy::Fifo] {
+            let (b, _dir) = library(1, 4, 10, 1.0).await;
+            let s = scheduler(&b, 1, policy);
+            let out = s.submit(vec![key(2), key(1), key(2)]).wait().await;
+            assert_eq!(out.len(), 3);
+            ok_all(&out);
+            assert_eq!(
+                b.tape_stats().bytes_read,
+                20,
+                "{policy:?}: each file read once"
+            );
+            s.shutdown().await;
+        }
     }
 
     /// One drive, tape T00001 mounted and fed a new request every 5 s for 400 s, each file taking 10 s
