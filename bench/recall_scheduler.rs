@@ -142,6 +142,7 @@ async fn run(template: &std::path::Path, policy: RecallPolicy, batch_window: Dur
             policy,
             batch_window,
             max_wait: Duration::from_secs(3600),
+            max_batch_files: 1000,
         },
     );
     let start = Instant::now();
@@ -205,7 +206,7 @@ fn ideal() -> Outcome {
         .collect();
     let mut order: Vec<&TapeRun> = runs.iter().collect();
     order.sort_by(|a, b| b.secs.total_cmp(&a.secs));
-    let mut drive_free = vec![(0.0f64, None::<u64>); DRIVES];
+    let mut drive_free = [(0.0f64, None::<u64>); DRIVES];
     let mut file_done = std::collections::HashMap::new();
     for run in order {
         let d = (0..DRIVES)

@@ -45,10 +45,11 @@ pub struct RecallSchedulerConfig {
     pub batch_window: Duration,
     /// Work older than this is dispatched before any other, oldest first.
     pub max_wait: Duration,
+    /// At most this many files per batch (in position order), so that the batch running when some work
+    /// reaches `max_wait` ends in bounded time; the rest of a big tape's work follows in the next batch
+    /// on the same, still mounted, tape.
+    pub max_batch_files: usize,
 }
-
-/// Files per batch unless [`RecallScheduler::start_with_batch_limit`] says otherwise.
-pub const DEFAULT_MAX_BATCH_FILES: usize = 1000;
 
 impl Default for RecallSchedulerConfig {
     fn default() -> Self {
@@ -57,6 +58,7 @@ impl Default for RecallSchedulerConfig {
             policy: RecallPolicy::TapeOrder,
             batch_window: Duration::from_secs(10),
             max_wait: Duration::from_secs(600),
+            max_batch_files: 1000,
         }
     }
 }
@@ -141,20 +143,9 @@ static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
 impl RecallScheduler {
     /// Starts the scheduler task over `backend` (on the current tokio runtime).
     pub fn start(backend: Arc<dyn ArchiveBackend>, config: RecallSchedulerConfig) -> Self {
-        Self::start_with_batch_limit(backend, config, DEFAULT_MAX_BATCH_FILES)
-    }
-
-    /// Like [`RecallScheduler::start`], with at most `max_batch_files` files per batch (in position
-    /// order), so that the batch running when some work reaches `max_wait` ends in bounded time; the
-    /// rest of a big tape's work follows in the next batch on the same, still mounted, tape.
-    pub fn start_with_batch_limit(
-        backend: Arc<dyn ArchiveBackend>,
-        config: RecallSchedulerConfig,
-        max_batch_files: usize,
-    ) -> Self {
         let (commands, rx) = mpsc::unbounded_channel();
         let planner = Planner {
-            max_batch_files: max_batch_files.max(1),
+            max_batch_files: config.max_batch_files.max(1),
             backend,
             drives: config.drives.max(1),
             config,
@@ -622,6 +613,7 @@ mod tests {
                 policy,
                 batch_window: Duration::from_secs(1),
                 max_wait: Duration::from_secs(600),
+                max_batch_files: 1000,
             },
         )
     }
@@ -775,8 +767,9 @@ mod tests {
             policy: RecallPolicy::TapeOrder,
             batch_window: Duration::from_secs(1),
             max_wait,
+            max_batch_files,
         };
-        let s = RecallScheduler::start_with_batch_limit(backend, config, max_batch_files);
+        let s = RecallScheduler::start(backend, config);
         let start = Instant::now();
         let feeder = {
             let s = s.clone();
