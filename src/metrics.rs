@@ -17,16 +17,14 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub struct Metrics {
     // A std Mutex: held only to bump two numbers, never across an `.await`.
-    requests: Mutex<BTreeMap<(String, u16), (u64, f64)>>,
+    requests: Mutex<BTreeMap<(&'static str, u16), (u64, f64)>>,
     in_flight: AtomicI64,
 }
 
 impl Metrics {
     fn record(&self, method: &Method, status: u16, seconds: f64) {
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = requests
-            .entry((method.as_str().to_string(), status))
-            .or_default();
+        let entry = requests.entry((method_label(method), status)).or_default();
         entry.0 += 1;
         entry.1 += seconds;
     }
@@ -53,6 +51,20 @@ impl Metrics {
             "archiveinterface_http_requests_in_flight {}",
             self.in_flight.load(Ordering::Relaxed)
         );
+    }
+}
+
+/// A static label per method (no allocation per request; unknown methods share one label).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
     }
 }
 
