@@ -507,6 +507,34 @@ async fn objects_round_trip_with_etag_and_metadata() {
     assert_eq!(status, 416);
     assert_eq!(header(&headers, "content-range"), "bytes */11");
 
+    // Conditional requests on the ETag.
+    let etag = md5_hex(&data);
+    let quoted = format!("\"{etag}\"");
+    for (name, value, code) in [
+        ("if-none-match", etag.as_str(), 304),
+        ("if-none-match", quoted.as_str(), 304),
+        ("if-none-match", "\"0000\"", 200),
+        ("if-match", quoted.as_str(), 200),
+        ("if-match", "\"0000\"", 412),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let reply = s
+                .call(
+                    method,
+                    "/v1/AUTH_test/c/dir/hello.txt",
+                    t,
+                    &[(name, value)],
+                    "",
+                )
+                .await;
+            assert_eq!(reply.0, code, "{method} {name}: {value}");
+            if code == 304 {
+                assert!(reply.2.is_empty());
+                assert_eq!(header(&reply.1, "etag"), etag);
+            }
+        }
+    }
+
     // POST replaces all user metadata (and may change the content type).
     let (status, _, _) = s
         .call(

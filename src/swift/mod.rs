@@ -109,7 +109,7 @@ async fn route(
             match method {
                 Method::PUT => object::put_object(state, obj, headers, body).await,
                 Method::GET => object::get_object(state, obj, headers).await,
-                Method::HEAD => object::head_object(state, obj).await,
+                Method::HEAD => object::head_object(state, obj, headers).await,
                 Method::POST => object::post_object(state, obj, headers).await,
                 Method::DELETE => object::delete_object(state, obj).await,
                 _ => Err(ApiError::method_not_allowed("DELETE, GET, HEAD, POST, PUT")),

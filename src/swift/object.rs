@@ -294,11 +294,45 @@ pub(super) async fn put_object(
     Ok(response)
 }
 
+/// `If-Match` / `If-None-Match` against the object's ETag: 412 when `If-Match` fails, 304 with the
+/// object's headers when `If-None-Match` matches (`swift download --skip-identical` relies on it).
+fn preconditions(headers: &HeaderMap, meta: &ObjectMeta) -> ApiResult<Option<Response>> {
+    let matches = |value: &HeaderValue| {
+        header_text(value).split(',').any(|tag| {
+            let tag = normalise_etag(tag.trim().trim_start_matches("W/"));
+            tag == "*" || (!meta.etag.is_empty() && tag == meta.etag)
+        })
+    };
+    if let Some(value) = headers.get(header::IF_MATCH) {
+        if !matches(value) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "If-Match does not match the object's ETag",
+            ));
+        }
+    }
+    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
+        if matches(value) {
+            return Ok(Some(
+                (StatusCode::NOT_MODIFIED, object_headers(meta)).into_response(),
+            ));
+        }
+    }
+    Ok(None)
+}
+
 /// `HEAD /v1/a/c/o`.
-pub(super) async fn head_object(state: &AppState, obj: ObjectRef<'_>) -> ApiResult<Response> {
+pub(super) async fn head_object(
+    state: &AppState,
+    obj: ObjectRef<'_>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let key = obj.data_key(state)?;
     let status = status(state, obj, &key).await?;
     let meta = current_meta(state, obj, &status).await?;
+    if let Some(answer) = preconditions(headers, &meta)? {
+        return Ok(answer);
+    }
     let mut headers = object_headers(&meta);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(status.size));
     Ok((StatusCode::OK, headers).into_response())
@@ -316,6 +350,9 @@ pub(super) async fn get_object(
         return Ok(recall_needed(obj.account, obj.container, obj.object));
     }
     let meta = current_meta(state, obj, &status).await?;
+    if let Some(answer) = preconditions(headers, &meta)? {
+        return Ok(answer);
+    }
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
