@@ -78,7 +78,28 @@ impl TieredBackend {
             move |source| OpenError::Io { what, path, source }
         };
         let disk = PosixBackend::new(&prefix).map_err(io("create the disk tier", &prefix))?;
-        let cold_dir = config.cold_dir_for(disk.root());
+        let cold_dir = std::path::absolute(config.cold_dir_for(disk.root()))
+            .map_err(io("resolve the cold tier", disk.root()))?;
+        // Inside the prefix, the cold tier must be hidden from listings (and from the partial-file
+        // sweep) like every `.archiveinterface*` entry; otherwise its files would show up as archive files.
+        if let Ok(rel) = cold_dir.strip_prefix(disk.root()) {
+            let hidden = rel.components().next().is_some_and(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .starts_with(archive_posix::STATE_DIR_PREFIX)
+            });
+            if !hidden {
+                return Err(ConfigError {
+                    field: "cold_dir",
+                    message: format!(
+                        "{} is inside the prefix; use a directory outside it, or one whose name under the prefix starts with {}",
+                        cold_dir.display(),
+                        archive_posix::STATE_DIR_PREFIX
+                    ),
+                }
+                .into());
+            }
+        }
         let cold = PosixBackend::new(&cold_dir).map_err(io("create the cold tier", &cold_dir))?;
         let state_dir = disk.root().join(STATE_DIR);
         std::fs::create_dir_all(&state_dir)

@@ -342,3 +342,24 @@ async fn concurrent_operations_neither_deadlock_nor_mix_content() {
     }
     assert_eq!(b.list("").await.unwrap().len(), 50);
 }
+
+#[tokio::test]
+async fn a_cold_tier_visible_in_the_prefix_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let config = |cold: &str| TieredConfig {
+        cold_dir: Some(prefix.join(cold)),
+        ..small_library()
+    };
+    let err = archive_tiered::TieredBackend::open(prefix.clone(), config("cold")).unwrap_err();
+    assert!(err.to_string().contains("tiered.cold_dir"), "{err}");
+    archive_tiered::TieredBackend::open(prefix.clone(), config(".archiveinterface-slow")).unwrap();
+    archive_tiered::TieredBackend::open(
+        prefix.clone(),
+        TieredConfig {
+            cold_dir: Some(dir.path().join("elsewhere")),
+            ..small_library()
+        },
+    )
+    .unwrap();
+}
