@@ -397,6 +397,16 @@ async fn containers_lifecycle() {
     let (_, headers, _) = s.call("HEAD", "/v1/AUTH_test/c", t, &[], "").await;
     assert!(!headers.contains_key("x-container-meta-color"));
     assert_eq!(header(&headers, "x-container-meta-size"), "L");
+    s.call(
+        "POST",
+        "/v1/AUTH_test/c",
+        t,
+        &[("x-remove-container-meta-size", "x")],
+        "",
+    )
+    .await;
+    let (_, headers, _) = s.call("HEAD", "/v1/AUTH_test/c", t, &[], "").await;
+    assert!(!headers.contains_key("x-container-meta-size"));
     // Not empty: 409; empty: 204; gone: 404.
     assert_eq!(s.call("PUT", "/v1/AUTH_test/c/o", t, &[], "x").await.0, 201);
     let reply = s.call("DELETE", "/v1/AUTH_test/c", t, &[], "").await;
@@ -1024,6 +1034,31 @@ async fn account_head_and_listing() {
         listing(&s, t, "/v1/AUTH_test/a?format=json").await,
         ["x", "y/z"]
     );
+    // Account metadata: POST sets, an empty value or X-Remove-... removes.
+    let reply = s
+        .call(
+            "POST",
+            "/v1/AUTH_test",
+            t,
+            &[("x-account-meta-owner", "me"), ("x-account-meta-temp", "1")],
+            "",
+        )
+        .await;
+    assert_eq!(reply.0, 204);
+    let (_, headers, _) = s.call("HEAD", "/v1/AUTH_test", t, &[], "").await;
+    assert_eq!(header(&headers, "x-account-meta-owner"), "me");
+    assert_eq!(header(&headers, "x-account-meta-temp"), "1");
+    s.call(
+        "POST",
+        "/v1/AUTH_test",
+        t,
+        &[("x-remove-account-meta-temp", "x")],
+        "",
+    )
+    .await;
+    let (_, headers, _) = s.call("GET", "/v1/AUTH_test", t, &[], "").await;
+    assert_eq!(header(&headers, "x-account-meta-owner"), "me");
+    assert!(!headers.contains_key("x-account-meta-temp"));
     // Account management is not offered.
     assert_error(&s.call("PUT", "/v1/AUTH_test", t, &[], "").await, 405);
 }

@@ -1,9 +1,10 @@
-//! Accounts: HEAD (container, object and byte counts) and GET (the container listing). Accounts exist
-//! implicitly for every authorised user (as with tempauth's account autocreate).
+//! Accounts: HEAD (container, object and byte counts), GET (the container listing) and POST
+//! (`X-Account-Meta-*`). Accounts exist implicitly for every authorised user (as with tempauth's account
+//! autocreate).
 
 use super::listing::{parse_params, render, select};
-use super::metadata;
-use super::names::{account_data_prefix, container_records_prefix};
+use super::metadata::{self, put_headers, read_record, write_record, AccountMeta};
+use super::names::{account_data_prefix, account_record_key, container_records_prefix};
 use crate::error::ApiResult;
 use crate::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -50,8 +51,9 @@ async fn containers(state: &AppState, account: &str) -> ApiResult<Vec<(String, U
     Ok(usage.into_iter().collect())
 }
 
-fn account_headers(containers: &[(String, Usage)]) -> HeaderMap {
+fn account_headers(containers: &[(String, Usage)], meta: &AccountMeta) -> HeaderMap {
     let mut h = HeaderMap::new();
+    put_headers(&mut h, &meta.headers);
     let objects: u64 = containers.iter().map(|(_, u)| u.count).sum();
     let bytes: u64 = containers.iter().map(|(_, u)| u.bytes).sum();
     h.insert(
@@ -87,7 +89,26 @@ fn account_headers(containers: &[(String, Usage)]) -> HeaderMap {
 /// `HEAD /v1/a`.
 pub(super) async fn head_account(state: &AppState, account: &str) -> ApiResult<Response> {
     let containers = containers(state, account).await?;
-    Ok((StatusCode::NO_CONTENT, account_headers(&containers)).into_response())
+    let meta = account_meta(state, account).await?;
+    Ok((StatusCode::NO_CONTENT, account_headers(&containers, &meta)).into_response())
+}
+
+async fn account_meta(state: &AppState, account: &str) -> ApiResult<AccountMeta> {
+    let key = account_record_key(&state.config.swift, account)?;
+    Ok(read_record(state, &key).await?.unwrap_or_default())
+}
+
+/// `POST /v1/a`: sets or removes `X-Account-Meta-*`.
+pub(super) async fn post_account(
+    state: &AppState,
+    account: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let mut meta = account_meta(state, account).await?;
+    metadata::apply_user_metadata(&mut meta.headers, headers, "account")?;
+    let key = account_record_key(&state.config.swift, account)?;
+    write_record(state, &key, &meta).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /v1/a`: the container listing.
@@ -99,7 +120,7 @@ pub(super) async fn get_account(
 ) -> ApiResult<Response> {
     let params = parse_params(query, headers)?;
     let all = containers(state, account).await?;
-    let counts = account_headers(&all);
+    let counts = account_headers(&all, &account_meta(state, account).await?);
     let items = select(all, &params);
     Ok(render(
         &items,

@@ -90,17 +90,7 @@ fn count_headers(meta: &ContainerMeta, objects: &[(String, ListEntry)]) -> Heade
 /// The container headers a request sets: `X-Container-Meta-*` (empty value or `X-Remove-...` removes)
 /// and the ACL headers (kept and reported, not enforced: tempauth scopes access by account).
 fn apply_container_headers(meta: &mut ContainerMeta, headers: &HeaderMap) -> ApiResult<()> {
-    for (name, value) in metadata::user_metadata(headers, "x-container-meta-")? {
-        if value.is_empty() {
-            meta.headers.remove(&name);
-        } else {
-            meta.headers.insert(name, value);
-        }
-    }
-    for name in metadata::user_metadata(headers, "x-remove-container-meta-")?.into_keys() {
-        meta.headers
-            .remove(&name.replacen("X-Remove-Container-Meta-", "X-Container-Meta-", 1));
-    }
+    metadata::apply_user_metadata(&mut meta.headers, headers, "container")?;
     for acl in ["x-container-read", "x-container-write"] {
         if let Some(value) = headers.get(acl) {
             let value = metadata::header_text(value);
@@ -111,17 +101,6 @@ fn apply_container_headers(meta: &mut ContainerMeta, headers: &HeaderMap) -> Api
                 meta.headers.insert(name, value);
             }
         }
-    }
-    let user = meta
-        .headers
-        .iter()
-        .filter(|(k, _)| k.starts_with("X-Container-Meta-"))
-        .count();
-    if user > metadata::MAX_META_COUNT {
-        return Err(ApiError::bad_request(format!(
-            "Too many metadata items; max {}",
-            metadata::MAX_META_COUNT
-        )));
     }
     Ok(())
 }

@@ -117,6 +117,13 @@ impl ObjectMeta {
     }
 }
 
+/// An account's record (only written once the account has metadata).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub(super) struct AccountMeta {
+    /// `X-Account-Meta-*`.
+    pub(super) headers: BTreeMap<String, String>,
+}
+
 /// A container's record.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub(super) struct ContainerMeta {
@@ -243,6 +250,47 @@ pub(super) fn user_metadata(
         )));
     }
     Ok(out)
+}
+
+/// Applies a POST/PUT's `X-<Kind>-Meta-*` (an empty value removes) and `X-Remove-<Kind>-Meta-*`
+/// headers to stored metadata (`kind` lower-case: `account`, `container`), within Swift's limits.
+pub(super) fn apply_user_metadata(
+    stored: &mut BTreeMap<String, String>,
+    request: &HeaderMap,
+    kind: &str,
+) -> ApiResult<()> {
+    let set = format!("x-{kind}-meta-");
+    let remove = format!("x-remove-{kind}-meta-");
+    for (name, value) in user_metadata(request, &set)? {
+        if value.is_empty() {
+            stored.remove(&name);
+        } else {
+            stored.insert(name, value);
+        }
+    }
+    for name in user_metadata(request, &remove)?.into_keys() {
+        stored.remove(&title_case(&format!("{set}{}", &name[remove.len()..])));
+    }
+    let prefix = title_case(&set);
+    let user: Vec<(&String, &String)> = stored
+        .iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .collect();
+    if user.len() > MAX_META_COUNT {
+        return Err(ApiError::bad_request(format!(
+            "Too many metadata items; max {MAX_META_COUNT}"
+        )));
+    }
+    let overall: usize = user
+        .iter()
+        .map(|(k, v)| k.len() - prefix.len() + v.len())
+        .sum();
+    if overall > MAX_META_OVERALL {
+        return Err(ApiError::bad_request(format!(
+            "Total metadata too large; max {MAX_META_OVERALL}"
+        )));
+    }
+    Ok(())
 }
 
 /// Adds stored headers to a response (values that cannot be header values are skipped).

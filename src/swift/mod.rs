@@ -84,7 +84,8 @@ async fn route(
         (None, _) => match method {
             Method::HEAD => account::head_account(state, account).await,
             Method::GET => account::get_account(state, account, query, headers).await,
-            _ => Err(ApiError::method_not_allowed("GET, HEAD")),
+            Method::POST => account::post_account(state, account, headers).await,
+            _ => Err(ApiError::method_not_allowed("GET, HEAD, POST")),
         },
         (Some(container), None) => {
             names::check_container(container)?;

@@ -156,6 +156,12 @@ fn meta_root(config: &SwiftConfig) -> String {
     format!("{STATE_PREFIX}-swift/{}", config.root)
 }
 
+/// The key of an account's record.
+pub(super) fn account_record_key(config: &SwiftConfig, account: &str) -> Result<Key, ApiError> {
+    check_account(account)?;
+    key(format!("{}/accounts/{account}", meta_root(config)))
+}
+
 /// Prefix of the container records of an account.
 pub(super) fn container_records_prefix(config: &SwiftConfig, account: &str) -> String {
     format!("{}/containers/{account}/", meta_root(config))
