@@ -215,6 +215,12 @@ struct Request {
     progress: Arc<Progress>,
 }
 
+/// Where a key already waiting for tape sits.
+enum Known {
+    Pending(usize),
+    Inflight(String, usize),
+}
+
 type BatchResult = (String, archive_core::Result<Vec<KeyOutcome<()>>>);
 
 struct Planner {
@@ -298,6 +304,19 @@ impl Planner {
                 })
                 .collect(),
         };
+        // Where each key already waiting for tape is, so that a key asked for again joins it (one
+        // index per submission keeps big requests linear).
+        let mut known: HashMap<Key, Known> = HashMap::new();
+        if self.config.policy == RecallPolicy::TapeOrder {
+            for (i, item) in self.pending.iter().enumerate() {
+                known.insert(item.key.clone(), Known::Pending(i));
+            }
+            for (volume, batch) in &self.inflight {
+                for (i, item) in batch.iter().enumerate() {
+                    known.insert(item.key.clone(), Known::Inflight(volume.clone(), i));
+                }
+            }
+        }
         for (index, (key, placement)) in placements.into_iter().enumerate() {
             let (volume, position) = match placement {
                 Ok(Placement::Tape {
@@ -316,15 +335,19 @@ impl Planner {
             };
             let waiter = (id, index);
             if self.config.policy == RecallPolicy::TapeOrder {
-                let known = self
-                    .pending
-                    .iter_mut()
-                    .chain(self.inflight.values_mut().flatten())
-                    .find(|item| item.key == key);
-                if let Some(item) = known {
+                let joined = match known.get(&key) {
+                    Some(Known::Pending(i)) => self.pending.get_mut(*i),
+                    Some(Known::Inflight(volume, i)) => self
+                        .inflight
+                        .get_mut(volume)
+                        .and_then(|batch| batch.get_mut(*i)),
+                    None => None,
+                };
+                if let Some(item) = joined {
                     item.waiters.push(waiter);
                     continue;
                 }
+                known.insert(key.clone(), Known::Pending(self.pending.len()));
             }
             self.pending.push(Item {
                 key,
@@ -739,7 +762,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_key_named_twice_is_answered_twice_under_both_policies() {
+    async fn a_key_asked_for_twice_is_read_once_and_answered_twice() {
         for policy in [RecallPolicy::TapeOrder, RecallPolicy::Fifo] {
             let (b, _dir) = library(1, 4, 10, 1.0).await;
             let s = scheduler(&b, 1, policy);
@@ -750,6 +773,15 @@ mod tests {
                 b.tape_stats().bytes_read,
                 20,
                 "{policy:?}: each file read once"
+            );
+            // Two requests for one file: both answered, one read.
+            let (first, second) = (s.submit(vec![key(3)]), s.submit(vec![key(3)]));
+            ok_all(&first.wait().await);
+            ok_all(&second.wait().await);
+            assert_eq!(
+                b.tape_stats().bytes_read,
+                30,
+                "{policy:?}: read once for both"
             );
             s.shutdown().await;
         }
