@@ -193,6 +193,18 @@ def test_stdin_upload_is_chunked_and_works(env, container):
     assert swift(env, "download", container, "from-stdin.bin", "-o", "-").stdout == data
 
 
+def test_server_side_copy(env, container, tmp_path):
+    data = os.urandom(50000)
+    source = tmp_path / "orig.bin"
+    source.write_bytes(data)
+    swift(env, "upload", container, str(source), "--object-name", "orig.bin")
+    swift(env, "copy", container, "orig.bin", "--destination", "/{}/copy dir/copied.bin".format(container),
+          "-m", "copied:yes")
+    assert swift(env, "download", container, "copy dir/copied.bin", "-o", "-").stdout == data
+    stat = out(swift(env, "stat", container, "copy dir/copied.bin"))
+    assert "ETag: " + md5(data) in stat and "Meta Copied: yes" in stat, stat
+
+
 def test_client_api(env, conn, container):
     conn.put_container(container, headers={"X-Container-Meta-Project": "tape"})
     headers = conn.head_container(container)

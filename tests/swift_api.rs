@@ -1352,3 +1352,116 @@ async fn objects_on_the_tiered_backend_migrate_and_recall() {
         "{all:?}"
     );
 }
+
+#[tokio::test]
+async fn server_side_copy() {
+    let s = swift_app();
+    let t = s.tester().await;
+    let t = Some(t.as_str());
+    s.call("PUT", "/v1/AUTH_test/c", t, &[], "").await;
+    s.call("PUT", "/v1/AUTH_test/d", t, &[], "").await;
+    let data = b"copy me please".to_vec();
+    s.call(
+        "PUT",
+        "/v1/AUTH_test/c/src%20dir/o.txt",
+        t,
+        &[("x-object-meta-a", "1"), ("x-object-meta-b", "2")],
+        data.clone(),
+    )
+    .await;
+    // PUT with X-Copy-From: data, content type and metadata copied; the request's metadata wins.
+    let reply = s
+        .call(
+            "PUT",
+            "/v1/AUTH_test/d/copy",
+            t,
+            &[
+                ("x-copy-from", "/c/src%20dir/o.txt"),
+                ("x-object-meta-b", "3"),
+                ("content-length", "0"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(reply.0, 201, "{}", text(&reply.2));
+    assert_eq!(header(&reply.1, "etag"), md5_hex(&data));
+    assert_eq!(header(&reply.1, "x-copied-from"), "c/src%20dir/o.txt");
+    let (status, headers, body) = s.call("GET", "/v1/AUTH_test/d/copy", t, &[], "").await;
+    assert_eq!((status, body.as_slice()), (200, data.as_slice()));
+    assert_eq!(header(&headers, "content-type"), "text/plain");
+    assert_eq!(header(&headers, "x-object-meta-a"), "1");
+    assert_eq!(header(&headers, "x-object-meta-b"), "3");
+    // COPY with Destination, fresh metadata.
+    let reply = s
+        .call(
+            "COPY",
+            "/v1/AUTH_test/c/src%20dir/o.txt",
+            t,
+            &[("destination", "c/again"), ("x-fresh-metadata", "true")],
+            "",
+        )
+        .await;
+    assert_eq!(reply.0, 201, "{}", text(&reply.2));
+    let (_, headers, body) = s.call("GET", "/v1/AUTH_test/c/again", t, &[], "").await;
+    assert_eq!(body, data);
+    assert!(!headers.contains_key("x-object-meta-a"));
+    // Missing source 404, missing destination container 404, bad header 412, another account 403.
+    let missing = s
+        .call(
+            "PUT",
+            "/v1/AUTH_test/d/x",
+            t,
+            &[("x-copy-from", "c/nope")],
+            "",
+        )
+        .await;
+    assert_error(&missing, 404);
+    let no_container = s
+        .call(
+            "COPY",
+            "/v1/AUTH_test/c/again",
+            t,
+            &[("destination", "nope/x")],
+            "",
+        )
+        .await;
+    assert_error(&no_container, 404);
+    assert_error(
+        &s.call(
+            "PUT",
+            "/v1/AUTH_test/d/x",
+            t,
+            &[("x-copy-from", "just-a-name")],
+            "",
+        )
+        .await,
+        412,
+    );
+    let foreign = s
+        .call(
+            "PUT",
+            "/v1/AUTH_test/d/x",
+            t,
+            &[
+                ("x-copy-from", "c/o"),
+                ("x-copy-from-account", "AUTH_other"),
+            ],
+            "",
+        )
+        .await;
+    assert_error(&foreign, 403);
+    // A source on tape only: SwiftHLM's 412.
+    let key = swift::object_key(&s.state.config.swift, "AUTH_test", "c", "again").unwrap();
+    s.backend.migrated.lock().unwrap().insert(key.to_string());
+    let (status, _, body) = s
+        .call(
+            "COPY",
+            "/v1/AUTH_test/c/again",
+            t,
+            &[("destination", "d/y")],
+            "",
+        )
+        .await;
+    assert_eq!(status, 412);
+    assert!(text(&body).contains("needs to be RECALL-ed"));
+}

@@ -3,12 +3,13 @@
 //!
 //! One concern per file: [`tempauth`] (tokens, [`authorize`]), [`names`] (paths, keys, validation),
 //! `metadata` (records, metadata headers, timestamps), `checksum` (streaming MD5), `listing`,
-//! `account`, `container`, `object` (the operations), `info` (`/info`). This file owns routing, method
+//! `account`, `container`, `object` (the operations), `copy` (server-side copy), `info` (`/info`). This file owns routing, method
 //! dispatch and the `X-Trans-Id` header on every response.
 
 mod account;
 mod checksum;
 mod container;
+mod copy;
 mod info;
 mod listing;
 mod metadata;
@@ -113,7 +114,10 @@ async fn route(
                 Method::HEAD => object::head_object(state, obj, headers).await,
                 Method::POST => object::post_object(state, obj, headers).await,
                 Method::DELETE => object::delete_object(state, obj).await,
-                _ => Err(ApiError::method_not_allowed("DELETE, GET, HEAD, POST, PUT")),
+                _ if method.as_str() == "COPY" => copy::copy_object(state, obj, headers).await,
+                _ => Err(ApiError::method_not_allowed(
+                    "COPY, DELETE, GET, HEAD, POST, PUT",
+                )),
             }
         }
     }

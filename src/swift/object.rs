@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::pacifica::range::{parse_range_header, satisfiable};
 use crate::upload::upload_stream;
 use crate::AppState;
-use archive_core::{Error as BackendError, FileStatus, Key, PutOptions, ReadRange};
+use archive_core::{ByteStream, Error as BackendError, FileStatus, Key, PutOptions, ReadRange};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +38,7 @@ pub(super) struct ObjectRef<'a> {
 }
 
 impl ObjectRef<'_> {
-    fn data_key(&self, state: &AppState) -> ApiResult<Key> {
+    pub(super) fn data_key(&self, state: &AppState) -> ApiResult<Key> {
         object_key(
             &state.config.swift,
             self.account,
@@ -60,7 +60,7 @@ impl ObjectRef<'_> {
         format!("/{}/{}/{}", self.account, self.container, self.object)
     }
 
-    fn not_found(&self) -> ApiError {
+    pub(super) fn not_found(&self) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("Object {} does not exist", self.path()),
@@ -85,6 +85,16 @@ async fn status(state: &AppState, obj: ObjectRef<'_>, key: &Key) -> ApiResult<Fi
         Err(BackendError::NotFound { .. }) => Err(obj.not_found()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The data's status (404 naming the object) and its current metadata.
+pub(super) async fn status_and_meta(
+    state: &AppState,
+    obj: ObjectRef<'_>,
+) -> ApiResult<(FileStatus, ObjectMeta)> {
+    let status = status(state, obj, &obj.data_key(state)?).await?;
+    let meta = current_meta(state, obj, &status).await?;
+    Ok((status, meta))
 }
 
 /// The object's record if it describes the current data, else what the data alone tells.
@@ -127,7 +137,7 @@ fn object_headers(meta: &ObjectMeta) -> HeaderMap {
 /// Checks that storing `obj` does not clash on disk with other objects of its container: an object
 /// named like one of its parent "directories" (`a` when storing `a/b`), or objects below its name (`a/b`
 /// when storing `a`).
-async fn check_conflicts(state: &AppState, obj: ObjectRef<'_>) -> ApiResult<()> {
+pub(super) async fn check_conflicts(state: &AppState, obj: ObjectRef<'_>) -> ApiResult<()> {
     let conflict = |other: &str| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -160,7 +170,7 @@ async fn check_conflicts(state: &AppState, obj: ObjectRef<'_>) -> ApiResult<()> 
 }
 
 /// The kept headers and `X-Object-Meta-*` of a request (empty values dropped).
-fn request_metadata(headers: &HeaderMap) -> ApiResult<BTreeMap<String, String>> {
+pub(super) fn request_metadata(headers: &HeaderMap) -> ApiResult<BTreeMap<String, String>> {
     let mut kept = user_metadata(headers, "x-object-meta-")?;
     kept.retain(|_, v| !v.is_empty());
     for name in KEPT_HEADERS {
@@ -174,7 +184,9 @@ fn request_metadata(headers: &HeaderMap) -> ApiResult<BTreeMap<String, String>> 
     Ok(kept)
 }
 
-fn content_type(headers: &HeaderMap, object: &str) -> Option<String> {
+/// The content type a request sets: `Content-Type`, or a guess from the name with
+/// `X-Detect-Content-Type: true`.
+pub(super) fn content_type(headers: &HeaderMap, object: &str) -> Option<String> {
     let detect = headers
         .get("x-detect-content-type")
         .is_some_and(|v| header_text(v).eq_ignore_ascii_case("true"));
@@ -197,13 +209,15 @@ pub(super) async fn put_object(
     body: Body,
 ) -> ApiResult<Response> {
     let key = obj.data_key(state)?;
-    let meta_key = obj.meta_key(state)?;
     if headers.contains_key("x-object-manifest") {
         // Storing the manifest as a plain object would make downloads silently return 0 bytes.
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "Large-object manifests (X-Object-Manifest) are not supported: upload the object whole",
         ));
+    }
+    if headers.contains_key("x-copy-from") {
+        return super::copy::put_copy(state, obj, headers).await;
     }
     container::require(state, obj.account, obj.container).await?;
     let kept = request_metadata(headers)?;
@@ -234,22 +248,51 @@ pub(super) async fn put_object(
         }
     }
     check_conflicts(state, obj).await?;
-    let expected_etag = headers
-        .get(header::ETAG)
-        .map(|v| normalise_etag(&header_text(v)));
+    let upload = Upload {
+        expected_len,
+        expected_etag: headers
+            .get(header::ETAG)
+            .map(|v| normalise_etag(&header_text(v))),
+        content_type: content_type(headers, obj.object)
+            .unwrap_or_else(|| metadata::guess_content_type(obj.object).to_string()),
+        kept,
+    };
+    let body = upload_stream(body, state.settings.body_idle_timeout);
+    let record = store(state, obj, body, upload).await?;
+    Ok(created(&record))
+}
+
+/// What is known about data about to be stored.
+#[derive(Debug)]
+pub(super) struct Upload {
+    /// Length announced by the client (or the copy source).
+    pub(super) expected_len: Option<u64>,
+    /// MD5 the data must have (the client's `ETag`, or the copy source's).
+    pub(super) expected_etag: Option<String>,
+    pub(super) content_type: String,
+    /// `X-Object-Meta-*` and the other kept headers.
+    pub(super) kept: BTreeMap<String, String>,
+}
+
+/// Streams `body` into the backend under `obj` (replacing an existing object atomically), then writes
+/// its record. With an expected MD5 that the data does not have: 422 and nothing stored.
+pub(super) async fn store(
+    state: &AppState,
+    obj: ObjectRef<'_>,
+    body: ByteStream,
+    upload: Upload,
+) -> ApiResult<ObjectMeta> {
+    let key = obj.data_key(state)?;
     let now = SystemTime::now();
     let options = PutOptions {
         mtime: Some(now),
-        expected_len,
+        expected_len: upload.expected_len,
         overwrite: true,
     };
-    let (stream, md5) = hashing(
-        upload_stream(body, state.settings.body_idle_timeout),
-        expected_etag.clone(),
-    );
+    let (stream, md5) = hashing(body, upload.expected_etag.clone());
     let stored = state.backend.put(&key, stream, options).await;
     let digest = md5.get();
-    if let (Some(expected), Some(digest)) = (&expected_etag, &digest) {
+    if let (Some(expected), Some(digest)) = (&upload.expected_etag, &digest) {
         if expected != digest {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -270,28 +313,34 @@ pub(super) async fn put_object(
         }
         Err(e) => return Err(e.into()),
     }
-    let digest = digest.unwrap_or_default();
     let status = state.backend.status(&key).await?;
     let record = ObjectMeta {
         name: obj.object.to_string(),
-        etag: digest.clone(),
-        content_type: content_type(headers, obj.object)
-            .unwrap_or_else(|| metadata::guess_content_type(obj.object).to_string()),
+        etag: digest.unwrap_or_default(),
+        content_type: upload.content_type,
         size: status.size,
         data_mtime_ns: nanos(now),
         timestamp_ns: nanos(now),
-        headers: kept,
+        headers: upload.kept,
     };
-    write_record(state, &meta_key, &record).await?;
+    write_record(state, &obj.meta_key(state)?, &record).await?;
+    Ok(record)
+}
+
+/// 201 for a stored object, with its `ETag` and `Last-Modified`.
+pub(super) fn created(record: &ObjectMeta) -> Response {
     let mut response = StatusCode::CREATED.into_response();
     let h = response.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&digest).expect("hex"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&record.etag).unwrap_or(HeaderValue::from_static("")),
+    );
     h.insert(
         header::LAST_MODIFIED,
         HeaderValue::from_str(&metadata::last_modified(record.timestamp_ns)).expect("date"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-    Ok(response)
+    response
 }
 
 /// `If-Match` / `If-None-Match` against the object's ETag: 412 when `If-Match` fails, 304 with the
