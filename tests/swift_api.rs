@@ -245,6 +245,9 @@ async fn auth_returns_token_and_storage_url() {
         assert_error(&s.auth(login, key).await, 401);
     }
     assert_error(&s.call("GET", "/auth/v1.0", None, &[], "").await, 401);
+    // A user without a key cannot log in with an empty key.
+    let s = swift_app_with(|c| c.swift.users.push(user("nokey", "u", "", false)));
+    assert_error(&s.auth("nokey:u", "").await, 401);
 }
 
 #[tokio::test]

@@ -207,7 +207,8 @@ pub(super) async fn get_auth(
     let mut found = None;
     for candidate in &config.users {
         let key_ok = same_key(config, key, &candidate.key);
-        if candidate.account == account && candidate.user == user && key_ok {
+        // A user configured without a key can never log in (an empty X-Auth-Key must not match it).
+        if candidate.account == account && candidate.user == user && key_ok && !key.is_empty() {
             found = Some(candidate);
         }
     }
