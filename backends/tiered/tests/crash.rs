@@ -17,8 +17,11 @@ const DIR_ENV: &str = "TIERED_CRASH_TEST_DIR";
 #[test]
 #[ignore = "run as a child process by every_crash_point_is_repaired"]
 fn crash_child() {
-    let dir = std::env::var(DIR_ENV).expect("run by every_crash_point_is_repaired");
-    let point = std::env::var(CRASH_ENV).expect("a crash point");
+    // Only a helper: `cargo test -- --ignored` runs it without a parent, and then it has nothing to do.
+    let (Ok(dir), Ok(point)) = (std::env::var(DIR_ENV), std::env::var(CRASH_ENV)) else {
+        eprintln!("crash_child: not run by every_crash_point_is_repaired; nothing to do");
+        return;
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let b = open(Path::new(&dir), small_library());
