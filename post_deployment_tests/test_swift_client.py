@@ -205,6 +205,24 @@ def test_server_side_copy(env, container, tmp_path):
     assert "ETag: " + md5(data) in stat and "Meta Copied: yes" in stat, stat
 
 
+def test_segmented_upload(env, container, tmp_path):
+    data = os.urandom(350000)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    swift(env, "upload", "-S", "100000", container, str(source), "--object-name", "big.bin")
+    try:
+        assert out(swift(env, "list", container)).splitlines() == ["big.bin"]
+        assert len(out(swift(env, "list", container + "_segments")).splitlines()) == 4
+        stat = out(swift(env, "stat", container, "big.bin"))
+        assert "Content Length: 350000" in stat and "Manifest: " in stat, stat
+        assert swift(env, "download", container, "big.bin", "-o", "-").stdout == data
+        # Deleting the manifest deletes its segments too (the client finds them from the manifest).
+        swift(env, "delete", container, "big.bin")
+        assert out(swift(env, "list", container + "_segments")) == ""
+    finally:
+        swift(env, "delete", container + "_segments", check=False)
+
+
 def test_client_api(env, conn, container):
     conn.put_container(container, headers={"X-Container-Meta-Project": "tape"})
     headers = conn.head_container(container)

@@ -673,17 +673,6 @@ async fn a_wrong_etag_stores_nothing() {
     assert_error(&reply, 422);
     let (_, _, body) = s.call("GET", "/v1/AUTH_test/c/o", t, &[], "").await;
     assert_eq!(body, b"data");
-    // A DLO manifest is refused rather than stored as an empty object.
-    let reply = s
-        .call(
-            "PUT",
-            "/v1/AUTH_test/c/big",
-            t,
-            &[("x-object-manifest", "c_segments/big/")],
-            "",
-        )
-        .await;
-    assert_error(&reply, 501);
     // If-None-Match: * refuses to replace.
     let reply = s
         .call(
@@ -1467,4 +1456,97 @@ async fn server_side_copy() {
         .await;
     assert_eq!(status, 412);
     assert!(text(&body).contains("needs to be RECALL-ed"));
+}
+
+/// `swift upload -S` without `slo` in /info: segments plus a DLO manifest that reads as their
+/// concatenation.
+#[tokio::test]
+async fn dynamic_large_objects() {
+    let s = swift_app();
+    let t = s.tester().await;
+    let t = Some(t.as_str());
+    s.call("PUT", "/v1/AUTH_test/c", t, &[], "").await;
+    s.call("PUT", "/v1/AUTH_test/c_segments", t, &[], "").await;
+    let parts: [&[u8]; 3] = [b"first-", b"second-", b"third"];
+    for (i, part) in parts.iter().enumerate() {
+        let uri = format!("/v1/AUTH_test/c_segments/big%20file/123/18/6/{i:08}");
+        assert_eq!(s.call("PUT", &uri, t, &[], part.to_vec()).await.0, 201);
+    }
+    let reply = s
+        .call(
+            "PUT",
+            "/v1/AUTH_test/c/big%20file",
+            t,
+            &[
+                ("x-object-manifest", "c_segments/big%20file/123/18/6/"),
+                ("x-object-meta-mtime", "123"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(reply.0, 201);
+    let whole: Vec<u8> = parts.concat();
+    let etags: String = parts.iter().map(|p| md5_hex(p)).collect();
+    let expected_etag = format!("\"{}\"", md5_hex(etags.as_bytes()));
+    let (status, headers, body) = s
+        .call("GET", "/v1/AUTH_test/c/big%20file", t, &[], "")
+        .await;
+    assert_eq!((status, body.as_slice()), (200, whole.as_slice()));
+    assert_eq!(header(&headers, "content-length"), whole.len().to_string());
+    assert_eq!(header(&headers, "etag"), expected_etag);
+    assert_eq!(
+        header(&headers, "x-object-manifest"),
+        "c_segments/big%20file/123/18/6/"
+    );
+    assert_eq!(header(&headers, "x-object-meta-mtime"), "123");
+    let (status, headers, _) = s
+        .call("HEAD", "/v1/AUTH_test/c/big%20file", t, &[], "")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-length"), whole.len().to_string());
+    // The manifest lists as a 0-byte object; deleting it leaves the segments.
+    let (_, _, body) = s
+        .call("GET", "/v1/AUTH_test/c?format=json", t, &[], "")
+        .await;
+    assert_eq!(json(&body)[0]["bytes"], 0);
+    // A segment on tape: 412 naming it.
+    let key = swift::object_key(
+        &s.state.config.swift,
+        "AUTH_test",
+        "c_segments",
+        "big file/123/18/6/00000001",
+    )
+    .unwrap();
+    s.backend.migrated.lock().unwrap().insert(key.to_string());
+    let (status, _, body) = s
+        .call("GET", "/v1/AUTH_test/c/big%20file", t, &[], "")
+        .await;
+    assert_eq!(status, 412);
+    assert_eq!(
+        text(&body),
+        "Object /AUTH_test/c_segments/big file/123/18/6/00000001 needs to be RECALL-ed before it can be accessed.\n"
+    );
+    assert_eq!(
+        s.call("DELETE", "/v1/AUTH_test/c/big%20file", t, &[], "")
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        listing(&s, t, "/v1/AUTH_test/c_segments?format=json")
+            .await
+            .len(),
+        3
+    );
+    // A malformed manifest value: 400.
+    let reply = s
+        .call(
+            "PUT",
+            "/v1/AUTH_test/c/bad",
+            t,
+            &[("x-object-manifest", "no-slash")],
+            "",
+        )
+        .await;
+    assert_error(&reply, 400);
 }

@@ -26,8 +26,12 @@ use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-/// Headers kept with an object besides `X-Object-Meta-*`.
-const KEPT_HEADERS: [&str; 2] = ["content-disposition", "content-encoding"];
+/// Headers kept with an object besides `X-Object-Meta-*` (a POST replaces them too, as in Swift).
+const KEPT_HEADERS: [&str; 3] = [
+    "content-disposition",
+    "content-encoding",
+    "x-object-manifest",
+];
 
 /// The object addressed by a request.
 #[derive(Debug, Clone, Copy)]
@@ -114,7 +118,7 @@ async fn current_meta(
         .unwrap_or_else(|| ObjectMeta::fallback(obj.object, status)))
 }
 
-fn object_headers(meta: &ObjectMeta) -> HeaderMap {
+pub(super) fn object_headers(meta: &ObjectMeta) -> HeaderMap {
     let mut h = HeaderMap::new();
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     h.insert(header::CONTENT_TYPE, value(&meta.content_type));
@@ -209,12 +213,8 @@ pub(super) async fn put_object(
     body: Body,
 ) -> ApiResult<Response> {
     let key = obj.data_key(state)?;
-    if headers.contains_key("x-object-manifest") {
-        // Storing the manifest as a plain object would make downloads silently return 0 bytes.
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "Large-object manifests (X-Object-Manifest) are not supported: upload the object whole",
-        ));
+    if let Some(manifest) = headers.get("x-object-manifest") {
+        super::dlo::parse_manifest(&header_text(manifest))?;
     }
     if headers.contains_key("x-copy-from") {
         return super::copy::put_copy(state, obj, headers).await;
@@ -379,6 +379,9 @@ pub(super) async fn head_object(
     let key = obj.data_key(state)?;
     let status = status(state, obj, &key).await?;
     let meta = current_meta(state, obj, &status).await?;
+    if let Some(manifest) = super::dlo::manifest_of(&meta) {
+        return super::dlo::read_manifest(state, obj, &meta, manifest, false).await;
+    }
     if let Some(answer) = preconditions(headers, &meta)? {
         return Ok(answer);
     }
@@ -399,6 +402,9 @@ pub(super) async fn get_object(
         return Ok(recall_needed(obj.account, obj.container, obj.object));
     }
     let meta = current_meta(state, obj, &status).await?;
+    if let Some(manifest) = super::dlo::manifest_of(&meta) {
+        return super::dlo::read_manifest(state, obj, &meta, manifest, true).await;
+    }
     if let Some(answer) = preconditions(headers, &meta)? {
         return Ok(answer);
     }
