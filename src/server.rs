@@ -133,14 +133,27 @@ pub async fn start_recall_scheduler(
     ))
 }
 
-/// Request ids: a process-wide counter, cheap and unique per process.
-#[derive(Debug, Clone, Default)]
-struct CountingRequestId(Arc<AtomicU64>);
+/// Request ids: `<pid in hex>-<counter>`, cheap and unique per process (the pid is read once, not
+/// once per request).
+#[derive(Debug, Clone)]
+struct CountingRequestId {
+    counter: Arc<AtomicU64>,
+    pid: u32,
+}
+
+impl Default for CountingRequestId {
+    fn default() -> Self {
+        CountingRequestId {
+            counter: Arc::default(),
+            pid: std::process::id(),
+        }
+    }
+}
 
 impl MakeRequestId for CountingRequestId {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let n = self.0.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:x}-{n}", std::process::id()))
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:x}-{n}", self.pid))
             .ok()
             .map(RequestId::new)
     }

@@ -5,7 +5,7 @@
 use crate::error::PosixError;
 use crate::{blocking, status_from_metadata, CHUNK_SIZE};
 use archive_core::{GetResult, Key, ReadRange, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -48,9 +48,17 @@ pub(crate) async fn open(key: Key, path: PathBuf, range: ReadRange) -> Result<Ge
 
 /// Reads exactly `len` bytes (a file that shrank underneath us is an error, not a short body).
 fn read_chunk(file: &mut File, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
-    file.read_exact(&mut buf)?;
-    Ok(buf.freeze())
+    // read_to_end fills the spare capacity without zeroing it first (a whole extra pass over memory
+    // for large files).
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file shrank while it was read",
+        ));
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn read_rest(mut file: File, mut remaining: u64) -> impl futures::Stream<Item = io::Result<Bytes>> {

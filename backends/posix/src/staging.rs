@@ -8,10 +8,10 @@
 use crate::blocking;
 use crate::error::{is_out_of_space, PosixError};
 use archive_core::{ByteStream, Error, Key, PutOptions, PutOutcome, Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +20,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const CHUNK_SIZE: usize = 1 << 20;
 /// Buffers in flight between the network side and the writer thread.
 const WRITE_QUEUE: usize = 2;
+/// Start writeback every this many bytes of a large upload.
+const WRITEBACK_STEP: u64 = 8 << 20;
+/// Most chunks gathered into one vectored write.
+const MAX_BATCH_CHUNKS: usize = 256;
 const PARTIAL_SUFFIX: &str = ".partial";
 
 static NEXT_PARTIAL: AtomicU64 = AtomicU64::new(0);
+/// The process id, read once (a syscall per write otherwise).
+static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 /// Whether a directory entry is one of our partial files.
 pub fn is_partial_name(name: &str) -> bool {
@@ -37,7 +43,7 @@ fn partial_path_for(target: &Path) -> PathBuf {
     let n = NEXT_PARTIAL.fetch_add(1, Ordering::Relaxed);
     target.with_file_name(format!(
         ".{name}.{}-{n}{PARTIAL_SUFFIX}",
-        std::process::id()
+        PID.get_or_init(std::process::id)
     ))
 }
 
@@ -48,6 +54,8 @@ struct Staged {
     partial: PathBuf,
     file: Option<File>,
     written: u64,
+    /// Bytes already handed to the kernel's writeback (see [`WRITEBACK_STEP`]).
+    kicked: u64,
 }
 
 impl Staged {
@@ -76,14 +84,41 @@ impl Staged {
             partial,
             file: Some(file),
             written: 0,
+            kicked: 0,
         })
     }
 
-    fn write(&mut self, data: &[u8]) -> Result<()> {
+    /// Writes `chunks` in order with vectored writes (no copy into one buffer), and starts the
+    /// kernel's writeback of every further [`WRITEBACK_STEP`] bytes, so that the final fsync of a large
+    /// file waits for the last few MiB instead of all of it.
+    fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<()> {
         let file = self.file.as_mut().expect("open until commit");
-        file.write_all(data)
-            .map_err(|e| PosixError::Write(self.partial.clone(), e).into_core(&self.key))?;
-        self.written += data.len() as u64;
+        let fail = |e| PosixError::Write(self.partial.clone(), e).into_core(&self.key);
+        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, 0);
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => return Err(fail(io::Error::from(io::ErrorKind::WriteZero))),
+                Ok(n) => {
+                    self.written += n as u64;
+                    IoSlice::advance_slices(&mut rest, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        if self.written - self.kicked >= WRITEBACK_STEP {
+            // POSIX_FADV_DONTNEED starts writeback of the (dirty) range; pages under writeback stay
+            // cached. Advisory: a failure changes nothing about durability, which fsync provides.
+            let _ = rustix::fs::fadvise(
+                &*file,
+                self.kicked,
+                std::num::NonZeroU64::new(self.written - self.kicked),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.kicked = self.written;
+        }
         Ok(())
     }
 
@@ -178,30 +213,45 @@ fn too_long(expected: u64) -> Error {
 }
 
 /// Writes a body under `target`. Small bodies (up to [`CHUNK_SIZE`]) cost one trip to the blocking pool;
-/// larger ones stream through a writer thread with [`WRITE_QUEUE`] buffers in flight, so memory stays
-/// bounded whatever the size.
+/// larger ones stream through a writer thread with [`WRITE_QUEUE`] batches of chunks in flight, so
+/// memory stays bounded whatever the size. Chunks are passed on as received (no copying).
 pub(crate) async fn put_stream(
     key: Key,
     target: PathBuf,
     mut body: ByteStream,
     options: PutOptions,
 ) -> Result<PutOutcome> {
-    // Refuse a taken key before reading the body: the client learns at once and nothing is written.
-    refuse_existing(&key, &target, &options)?;
     let limit = options.expected_len;
-    let mut buf =
-        BytesMut::with_capacity(CHUNK_SIZE.min(limit.unwrap_or(u64::MAX) as usize).max(1));
+    if limit.is_some_and(|l| l > CHUNK_SIZE as u64) {
+        // A large upload to a taken key is refused before its body is read (with `Expect:
+        // 100-continue` the client then sends nothing); small ones are checked on the blocking trip
+        // that writes them.
+        let (k, t, o) = (key.clone(), target.clone(), options.clone());
+        blocking(move || refuse_existing(&k, &t, &o)).await?;
+    }
     let mut total: u64 = 0;
-    let mut ended = false;
-    while buf.len() < CHUNK_SIZE {
-        match body.next().await {
-            Some(chunk) => {
-                let chunk = chunk.map_err(|e| body_error(&key, e))?;
+    // Takes the next chunk, counting it against the announced length.
+    let mut next_chunk = |chunk: Option<io::Result<Bytes>>| -> Result<Option<Bytes>> {
+        match chunk {
+            None => Ok(None),
+            Some(Err(e)) => Err(body_error(&key, e)),
+            Some(Ok(chunk)) => {
                 total += chunk.len() as u64;
-                if limit.is_some_and(|l| total > l) {
-                    return Err(too_long(limit.unwrap_or_default()));
+                match limit {
+                    Some(l) if total > l => Err(too_long(l)),
+                    _ => Ok(Some(chunk)),
                 }
-                buf.extend_from_slice(&chunk);
+            }
+        }
+    };
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batch_len = 0;
+    let mut ended = false;
+    while batch_len < CHUNK_SIZE && batch.len() < MAX_BATCH_CHUNKS {
+        match next_chunk(body.next().await)? {
+            Some(chunk) => {
+                batch_len += chunk.len();
+                batch.push(chunk);
             }
             None => {
                 ended = true;
@@ -210,53 +260,51 @@ pub(crate) async fn put_stream(
         }
     }
     if ended {
-        let data = buf.freeze();
         return blocking(move || {
+            // Refuse a taken key before writing anything (the race with a concurrent writer is settled
+            // by the no-replace link in `commit`).
+            refuse_existing(&key, &target, &options)?;
             let mut staged = Staged::create(key, target)?;
-            staged.write(&data)?;
+            staged.write_chunks(&batch)?;
             staged.commit(&options)
         })
         .await;
     }
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let writer_key = key.clone();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+    let (writer_key, writer_options) = (key.clone(), options.clone());
     let writer = tokio::task::spawn_blocking(move || -> Result<Staged> {
+        refuse_existing(&writer_key, &target, &writer_options)?;
         let mut staged = Staged::create(writer_key, target)?;
-        while let Some(data) = rx.blocking_recv() {
-            staged.write(&data)?;
+        while let Some(chunks) = rx.blocking_recv() {
+            staged.write_chunks(&chunks)?;
         }
         Ok(staged)
     });
     let reading = async {
-        let mut buf = buf;
         loop {
-            let next = body.next().await;
-            let flush = match &next {
-                Some(Ok(chunk)) => buf.len() + chunk.len() > CHUNK_SIZE,
-                _ => true,
-            };
-            if flush && !buf.is_empty() && tx.send(buf.split().freeze()).await.is_err() {
-                // The writer stopped early; its own error is the one to report.
-                return Ok(());
-            }
-            match next {
-                Some(Ok(chunk)) => {
-                    total += chunk.len() as u64;
-                    if limit.is_some_and(|l| total > l) {
-                        return Err(too_long(limit.unwrap_or_default()));
-                    }
-                    if buf.capacity() - buf.len() < chunk.len() {
-                        buf.reserve(CHUNK_SIZE.max(chunk.len()));
-                    }
-                    buf.extend_from_slice(&chunk);
+            if batch_len >= CHUNK_SIZE || batch.len() >= MAX_BATCH_CHUNKS {
+                batch_len = 0;
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    // The writer stopped early; its own error is the one to report.
+                    return Ok(());
                 }
-                Some(Err(e)) => return Err(body_error(&key, e)),
-                None => return Ok(()),
+            }
+            match next_chunk(body.next().await)? {
+                Some(chunk) => {
+                    batch_len += chunk.len();
+                    batch.push(chunk);
+                }
+                None => {
+                    if !batch.is_empty() {
+                        let _ = tx.send(std::mem::take(&mut batch)).await;
+                    }
+                    return Ok(());
+                }
             }
         }
     };
-    let read_result = reading.await;
+    let read_result: Result<()> = reading.await;
     drop(tx);
     let staged = writer.await.map_err(|e| Error::backend("posix", e))?;
     // A body error wins over the writer's result: the partial file is dropped (and removed) either way.
