@@ -6,11 +6,6 @@ use archiveinterface::config::Config;
 use clap::Parser;
 use std::process::ExitCode;
 
-/// mimalloc: per-request allocations (headers, bodies, futures) were a tenth of the time of a small
-/// GET with the system allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref(), &cli.overrides) {

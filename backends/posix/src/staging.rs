@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,24 +60,33 @@ struct Staged {
 
 impl Staged {
     fn create(key: Key, target: PathBuf) -> Result<Self> {
-        let parent = target
-            .parent()
-            .expect("a key always has a parent directory")
-            .to_path_buf();
-        std::fs::create_dir_all(&parent)
-            .map_err(|e| PosixError::Open(parent.clone(), e).into_core(&key))?;
         if target.is_dir() {
             return Err(Error::InvalidArgument(format!(
                 "Can't open {key} for writing: a directory of that name exists"
             )));
         }
         let partial = partial_path_for(&target);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&partial)
-            .map_err(|e| PosixError::Open(partial.clone(), e).into_core(&key))?;
+        // Mode 0444 from the start (the descriptor stays writable): archive files are read-only.
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&partial)
+        };
+        // The parent usually exists: try first, create directories only when the open says so.
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = target
+                    .parent()
+                    .expect("a key always has a parent directory");
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| PosixError::Open(parent.to_path_buf(), e).into_core(&key))?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| PosixError::Open(partial.clone(), e).into_core(&key))?;
         Ok(Staged {
             key,
             target,
@@ -138,8 +147,6 @@ impl Staged {
             file.set_modified(mtime)
                 .map_err(|e| err(PosixError::SetTime(self.partial.clone(), e)))?;
         }
-        file.set_permissions(std::fs::Permissions::from_mode(0o444))
-            .map_err(|e| err(PosixError::Write(self.partial.clone(), e)))?;
         file.sync_all()
             .map_err(|e| err(PosixError::Sync(self.partial.clone(), e)))?;
         drop(file);
@@ -261,9 +268,8 @@ pub(crate) async fn put_stream(
     }
     if ended {
         return blocking(move || {
-            // Refuse a taken key before writing anything (the race with a concurrent writer is settled
-            // by the no-replace link in `commit`).
-            refuse_existing(&key, &target, &options)?;
+            // A taken key is refused by the no-replace link in `commit` (no stat first: the body is
+            // here already, and the link settles races with concurrent writers anyway).
             let mut staged = Staged::create(key, target)?;
             staged.write_chunks(&batch)?;
             staged.commit(&options)
