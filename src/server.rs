@@ -58,55 +58,65 @@ pub struct OpenedBackend {
     pub tiered: Option<Arc<archive_tiered::TieredBackend>>,
 }
 
-/// Opens the configured backend (validating it and repairing what a crash left behind).
+/// Opens the configured backend (validating it and repairing what a crash left behind), then sweeps
+/// partial files left by interrupted writes.
 pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
-    let fail = |backend: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
-        StartError::Backend {
-            backend,
-            prefix: config.prefix.display().to_string(),
-            source,
-        }
+    let name = match config.backend {
+        BackendType::Posix => "posix",
+        BackendType::Tiered => "tiered",
     };
-    match config.backend {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Backend {
+        backend: name,
+        prefix: config.prefix.display().to_string(),
+        source,
+    };
+    let (opened, root) = match config.backend {
         BackendType::Posix => {
-            let backend = archive_posix::PosixBackend::new(&config.prefix)
-                .map_err(|e| fail("posix", e.into()))?;
-            if config.sweep_partials_on_start {
-                let removed = archive_posix::sweep_partials(backend.root())
-                    .map_err(|e| fail("posix", e.into()))?;
-                if removed > 0 {
-                    tracing::warn!(
-                        removed,
-                        "removed partial files left by an interrupted write"
-                    );
-                }
-            }
-            Ok(OpenedBackend {
-                backend: Arc::new(backend),
-                tiered: None,
-            })
+            let backend =
+                archive_posix::PosixBackend::new(&config.prefix).map_err(|e| fail(e.into()))?;
+            let root = backend.root().to_path_buf();
+            (
+                OpenedBackend {
+                    backend: Arc::new(backend),
+                    tiered: None,
+                },
+                root,
+            )
         }
         BackendType::Tiered => {
             let backend =
                 archive_tiered::TieredBackend::open(config.prefix.clone(), config.tiered.clone())
-                    .map_err(|e| fail("tiered", e.into()))?;
-            if config.sweep_partials_on_start {
-                let removed = archive_posix::sweep_partials(backend.prefix())
-                    .map_err(|e| fail("tiered", e.into()))?;
-                if removed > 0 {
-                    tracing::warn!(
-                        removed,
-                        "removed partial files left by an interrupted write"
-                    );
-                }
-            }
+                    .map_err(|e| fail(e.into()))?;
+            let root = backend.prefix().to_path_buf();
             let backend = Arc::new(backend);
-            Ok(OpenedBackend {
-                backend: backend.clone(),
-                tiered: Some(backend),
-            })
+            (
+                OpenedBackend {
+                    backend: backend.clone(),
+                    tiered: Some(backend),
+                },
+                root,
+            )
+        }
+    };
+    if config.sweep_partials_on_start {
+        let removed = archive_posix::sweep_partials(&root).map_err(|e| fail(e.into()))?;
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                "removed partial files left by an interrupted write"
+            );
         }
     }
+    Ok(opened)
+}
+
+/// The request-time settings, or the start-up error naming the key that made them impossible.
+fn settings_of(config: &Config) -> Result<Settings, StartError> {
+    Settings::from_config(config).map_err(|e| {
+        StartError::Config(crate::config::ConfigError::from_message(format!(
+            "key `patch_source_dirs`: {e}"
+        )))
+    })
 }
 
 /// The recall scheduler for backends with a tape tier (`None` when `placement` is unsupported).
@@ -259,11 +269,7 @@ pub async fn open_hlm(
 /// `archiveinterface dispatcher`: the backend, the recall scheduler and the HLM dispatcher, without
 /// HTTP, until SIGTERM or ctrl-c. For several instances sharing a PostgreSQL queue.
 pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
-    let settings = Settings::from_config(&config).map_err(|e| {
-        StartError::Config(crate::config::ConfigError::from_message(format!(
-            "key `patch_source_dirs`: {e}"
-        )))
-    })?;
+    let settings = settings_of(&config)?;
     let opened = build_backend(&config)?;
     let Some(hlm) = open_hlm(&config, &opened.backend).await? else {
         return Err(StartError::Config(
@@ -295,11 +301,7 @@ pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
 /// Validates everything, opens the backend and binds the port (in that order: any failure happens
 /// before a client can connect), then serves until SIGTERM or ctrl-c.
 pub async fn run(config: Config) -> Result<(), StartError> {
-    let settings = Settings::from_config(&config).map_err(|e| {
-        StartError::Config(crate::config::ConfigError::from_message(format!(
-            "key `patch_source_dirs`: {e}"
-        )))
-    })?;
+    let settings = settings_of(&config)?;
     let opened = build_backend(&config)?;
     let hlm = open_hlm(&config, &opened.backend).await?;
     let bind = |source| StartError::Bind {

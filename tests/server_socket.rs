@@ -95,6 +95,24 @@ async fn one_gib_put_and_get_stream_with_bounded_memory() {
     );
 }
 
+/// After a failed write: nothing under `id`, and the id can be written normally.
+async fn assert_absent_then_writable(url: &str, id: &str) {
+    let http = client();
+    let head = http.head(format!("{url}/{id}")).send().await.unwrap();
+    assert_eq!(head.status(), 404, "{id} is visible after a failed write");
+    let put = http
+        .put(format!("{url}/{id}"))
+        .body("whole")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.status(),
+        201,
+        "{id} cannot be written after a failed write"
+    );
+}
+
 fn raw_request(addr: &str, head: &str, body: &[u8]) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -129,24 +147,7 @@ async fn cut_off_upload_leaves_nothing() {
     drop(s);
     let files = wait_for_no_files(&prefix, 0).await;
     assert!(files.is_empty(), "debris: {files:?}");
-    let http = client();
-    assert_eq!(
-        http.head(format!("{}/cut", server.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        http.put(format!("{}/cut", server.url))
-            .body("whole")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    assert_absent_then_writable(&server.url, "cut").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,24 +316,7 @@ async fn a_crash_in_the_middle_of_a_put_leaves_nothing_visible() {
         "{}",
         server.log_text()
     );
-    let http = client();
-    assert_eq!(
-        http.head(format!("{}/crash", server.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        http.put(format!("{}/crash", server.url))
-            .body("ok")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
+    assert_absent_then_writable(&server.url, "crash").await;
 }
 
 /// Runs the server on a 2 MiB tmpfs in a private mount namespace (`unshare`), so the disk really fills.
