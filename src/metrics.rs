@@ -13,11 +13,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Requests answered and seconds spent, by (method, status).
+type RequestCounts = BTreeMap<(&'static str, u16), (u64, f64)>;
+
 /// Counters shared by every request.
 #[derive(Debug, Default)]
 pub struct Metrics {
     // A std Mutex: held only to bump two numbers, never across an `.await`.
-    requests: Mutex<BTreeMap<(&'static str, u16), (u64, f64)>>,
+    requests: Mutex<RequestCounts>,
     in_flight: AtomicI64,
 }
 
