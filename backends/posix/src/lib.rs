@@ -119,8 +119,11 @@ impl ArchiveBackend for PosixBackend {
         .await
     }
 
+    /// Removes the file, then the directories above it that it leaves empty (up to the root), so that a
+    /// deleted `a/b` does not keep the name `a` from being stored. A write racing into such a directory
+    /// keeps it (it is not empty) or recreates it (the write's open retries after creating parents).
     async fn delete(&self, key: &Key) -> Result<()> {
-        let (key, path) = (key.clone(), self.path_of(key));
+        let (key, path, root) = (key.clone(), self.path_of(key), self.root.clone());
         blocking(move || {
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| PosixError::Remove(path.clone(), e).into_core(&key))?;
@@ -132,7 +135,16 @@ impl ArchiveBackend for PosixBackend {
             std::fs::remove_file(&path)
                 .map_err(|e| PosixError::Remove(path.clone(), e).into_core(&key))?;
             staging::sync_dir(path.parent().unwrap_or(Path::new("/")))
-                .map_err(|e| PosixError::Sync(path, e).into_core(&key))
+                .map_err(|e| PosixError::Sync(path.clone(), e).into_core(&key))?;
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
+                // Fails (and stops) at the first directory that is not empty.
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }

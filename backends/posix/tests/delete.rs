@@ -1,0 +1,32 @@
+//! Deleting prunes the directories a file leaves empty, and only those.
+
+use archive_core::conformance::body_of;
+use archive_core::{ArchiveBackend, Key, PutOptions};
+use archive_posix::PosixBackend;
+
+async fn put(b: &PosixBackend, key: &str) {
+    b.put(
+        &Key::new(key).unwrap(),
+        body_of(vec![b"x".to_vec()]),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn delete_prunes_empty_parents_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = PosixBackend::new(dir.path().join("archive")).unwrap();
+    put(&b, "a/b/c").await;
+    put(&b, "a/keep").await;
+    b.delete(&Key::new("a/b/c").unwrap()).await.unwrap();
+    assert!(!b.root().join("a/b").exists(), "empty a/b should be gone");
+    assert!(b.root().join("a/keep").is_file());
+    b.delete(&Key::new("a/keep").unwrap()).await.unwrap();
+    assert!(!b.root().join("a").exists());
+    assert!(b.root().is_dir(), "the root itself stays");
+    // The name of a former directory can now be a file.
+    put(&b, "a").await;
+    assert!(b.root().join("a").is_file());
+}
