@@ -177,7 +177,7 @@ pub fn app(state: AppState) -> Router {
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", id, method = %request.method(), uri = %request.uri())
+        tracing::info_span!("request", id = %id, method = %request.method(), uri = %request.uri())
     });
     // `/.metrics`: ids cannot start with '.', so no file id can take this path.
     let mut router = Router::new()

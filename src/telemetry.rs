@@ -8,7 +8,10 @@ use tracing_subscriber::EnvFilter;
 pub fn init(config: &Config) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+    // Colours only on a terminal: escape codes in a log file or the journal are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
+        .with_ansi(ansi)
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = match config.log_format {

@@ -534,3 +534,68 @@ fn check_config_prints_the_merged_configuration() {
     );
     assert!(text.contains("prefix = \"/srv/archive\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_logs_inside_a_span_with_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("archive"), &[]);
+    let r = client()
+        .get(format!("{}/nope", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    // The refusal is logged inside the request's span, which names the request id, method and URI.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log_text();
+        let line = log.lines().find(|l| l.contains("request refused"));
+        if let Some(line) = line {
+            assert!(
+                line.contains(&format!("id={id}"))
+                    && line.contains("GET")
+                    && line.contains("/nope"),
+                "{line}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line for the request:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("archive"), &["--log-format", "json"]);
+    let r = client()
+        .get(format!("{}/absent", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log_text();
+        if let Some(line) = log.lines().find(|l| l.contains("request refused")) {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+            assert_eq!(v["message"], "request refused", "{v}");
+            assert_eq!(v["span"]["uri"], "/absent", "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no log line:\n{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        server
+            .log_text()
+            .lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "{}",
+        server.log_text()
+    );
+}

@@ -46,7 +46,13 @@ impl ServerProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("listening on http://") {
-                    let _ = tx.send(line[at + "listening on http://".len()..].trim().to_string());
+                    // Works for human and JSON log lines: the address is digits, dots and a colon.
+                    let rest = &line[at + "listening on http://".len()..];
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
+                    let _ = tx.send(addr);
                 }
                 sink.lock().unwrap().push(line);
             }
