@@ -156,22 +156,8 @@ impl PgQueue {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| {
-                let record = record(row)?;
-                let lease = Lease {
-                    id: record.id,
-                    owner: owner.to_owned(),
-                    attempt: record.attempts,
-                    expires_at: record.lease_expires_at.unwrap_or(record.updated_at),
-                };
-                Ok(ClaimedRequest { record, lease })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // RETURNING has no defined order.
-        claimed.sort_by_key(|c| (std::cmp::Reverse(c.record.priority), c.record.id));
-        Ok(claimed)
+        let records = rows.iter().map(record).collect::<Result<Vec<_>>>()?;
+        Ok(ClaimedRequest::leased(records, owner))
     }
 
     pub(crate) async fn renew_lease(&self, lease: &Lease) -> Result<DateTime<Utc>> {

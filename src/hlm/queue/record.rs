@@ -385,6 +385,27 @@ pub struct ClaimedRequest {
     pub lease: Lease,
 }
 
+impl ClaimedRequest {
+    /// The requests a claim statement just took for `owner`, with their leases, in claim order
+    /// (priority, then age: `RETURNING` has no defined order).
+    pub(crate) fn leased(records: Vec<RequestRecord>, owner: &str) -> Vec<ClaimedRequest> {
+        let mut claimed: Vec<ClaimedRequest> = records
+            .into_iter()
+            .map(|record| {
+                let lease = Lease {
+                    id: record.id,
+                    owner: owner.to_owned(),
+                    attempt: record.attempts,
+                    expires_at: record.lease_expires_at.unwrap_or(record.updated_at),
+                };
+                ClaimedRequest { record, lease }
+            })
+            .collect();
+        claimed.sort_by_key(|c| (std::cmp::Reverse(c.record.priority), c.record.id));
+        claimed
+    }
+}
+
 /// What `fail` did with the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailOutcome {
