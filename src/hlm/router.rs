@@ -34,13 +34,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/hlm/v1/request/{id}", get(get_request))
         .route("/hlm/v1/{command}", post(submit_bulk))
-        .route(
-            "/hlm/v1/{command}/{account}/{container}",
-            any(container_command),
-        )
+        .route("/hlm/v1/{command}/{account}/{container}", any(path_command))
         .route(
             "/hlm/v1/{command}/{account}/{container}/{*object}",
-            any(object_command),
+            any(path_command),
         )
 }
 
@@ -98,41 +95,29 @@ fn require_hsm(state: &AppState, op: Op) -> ApiResult<()> {
     Ok(())
 }
 
-async fn container_command(
-    State(state): State<AppState>,
-    method: Method,
-    Path((command, account, container)): Path<(String, String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    hlm_command(
-        &state,
-        method,
-        &command,
-        &account,
-        &container,
-        None,
-        query.as_deref(),
-        &headers,
-    )
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
+/// `/{command}/{account}/{container}[/{object}]`: one handler for both routes.
+#[derive(serde::Deserialize)]
+struct HlmPath {
+    command: String,
+    account: String,
+    container: String,
+    object: Option<String>,
 }
 
-async fn object_command(
+async fn path_command(
     State(state): State<AppState>,
     method: Method,
-    Path((command, account, container, object)): Path<(String, String, String, String)>,
+    Path(path): Path<HlmPath>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     hlm_command(
         &state,
         method,
-        &command,
-        &account,
-        &container,
-        Some(&object),
+        &path.command,
+        &path.account,
+        &path.container,
+        path.object.as_deref(),
         query.as_deref(),
         &headers,
     )
