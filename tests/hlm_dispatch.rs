@@ -27,6 +27,13 @@ impl ArchiveBackend for CountingBackend {
     fn name(&self) -> &'static str {
         "counting"
     }
+    fn capabilities(&self) -> archive_core::Capabilities {
+        // Two instances share it in the exactly-once test, as an HSM-backed backend allows.
+        archive_core::Capabilities {
+            tape_tier: true,
+            shared_by_processes: true,
+        }
+    }
     async fn put(&self, _: &Key, _: ByteStream, _: PutOptions) -> archive_core::Result<PutOutcome> {
         Err(self.unsupported("put"))
     }

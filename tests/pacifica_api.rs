@@ -464,6 +464,9 @@ impl archive_core::ArchiveBackend for PanickingBackend {
     fn name(&self) -> &'static str {
         "panicking"
     }
+    fn capabilities(&self) -> archive_core::Capabilities {
+        archive_core::Capabilities::default()
+    }
     async fn put(
         &self,
         _: &archive_core::Key,

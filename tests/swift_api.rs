@@ -61,6 +61,12 @@ impl ArchiveBackend for OnTape {
     fn name(&self) -> &'static str {
         "on-tape"
     }
+    fn capabilities(&self) -> archive_core::Capabilities {
+        archive_core::Capabilities {
+            tape_tier: true,
+            shared_by_processes: false,
+        }
+    }
     async fn put(
         &self,
         key: &Key,

@@ -93,6 +93,19 @@ pub struct ListEntry {
     pub mtime: SystemTime,
 }
 
+/// What a backend can do, declared by the backend so the server can refuse a configuration that cannot
+/// work (before its port opens) instead of failing later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// The backend has a lower tier (tape): `placement`, `migrate`, `premigrate` and `recall` work and
+    /// files can be non-resident. Without it the HLM API answers 501 and no recall scheduler runs.
+    pub tape_tier: bool,
+    /// Several processes may open the same prefix at once (a second server, a standalone dispatcher,
+    /// servers behind a load balancer): the backend's state lives in the file system or in the HSM
+    /// itself. A backend with process-local state (the tiered catalog) is held by one process.
+    pub shared_by_processes: bool,
+}
+
 /// The outcome of a batch operation for one key. A batch never fails as a whole because one key failed.
 pub type KeyOutcome<T> = (Key, Result<T>);
 
@@ -109,6 +122,9 @@ pub type KeyOutcome<T> = (Key, Result<T>);
 pub trait ArchiveBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Short backend name (`posix`, `tiered`, ...), used in errors and logs.
     fn name(&self) -> &'static str;
+
+    /// What this backend can do (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities;
 
     /// Stores `body` under `key`.
     async fn put(&self, key: &Key, body: ByteStream, options: PutOptions) -> Result<PutOutcome>;
@@ -132,6 +148,23 @@ pub trait ArchiveBackend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every file whose key starts with `prefix` (a plain string prefix; `""` lists everything), sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>>;
+
+    /// One page of [`list`](Self::list): the entries whose key starts with `prefix` and sorts strictly
+    /// after `after` (when given), at most `limit` of them, sorted by key. Backends with an ordered index
+    /// answer in O(limit + log n); the default lists everything and is only correct, not cheap.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>> {
+        let mut entries = self.list(prefix).await?;
+        if let Some(after) = after {
+            entries.retain(|e| e.key.as_str() > after);
+        }
+        entries.truncate(limit);
+        Ok(entries)
+    }
 
     /// The status of many files at once.
     async fn status_many(&self, keys: &[Key]) -> Vec<KeyOutcome<FileStatus>> {

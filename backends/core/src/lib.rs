@@ -17,7 +17,8 @@ mod key;
 mod status;
 
 pub use backend::{
-    ArchiveBackend, ByteStream, GetResult, KeyOutcome, ListEntry, PutOptions, PutOutcome, ReadRange,
+    ArchiveBackend, ByteStream, Capabilities, GetResult, KeyOutcome, ListEntry, PutOptions,
+    PutOutcome, ReadRange,
 };
 pub use error::{Error, Result};
 pub use id2filename::{id2filename, parse_id, IdError, MAX_ID, MIN_ID};

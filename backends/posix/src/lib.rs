@@ -10,8 +10,8 @@ mod staging;
 mod walk;
 
 use archive_core::{
-    ArchiveBackend, ByteStream, Error, FileStatus, GetResult, HsmState, Key, ListEntry, PutOptions,
-    PutOutcome, ReadRange, Result,
+    ArchiveBackend, ByteStream, Capabilities, Error, FileStatus, GetResult, HsmState, Key,
+    ListEntry, PutOptions, PutOutcome, ReadRange, Result,
 };
 use async_trait::async_trait;
 use error::PosixError;
@@ -84,6 +84,14 @@ pub fn status_from_metadata(
 impl ArchiveBackend for PosixBackend {
     fn name(&self) -> &'static str {
         "posix"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // All state is in the file system: several processes may share a prefix.
+        Capabilities {
+            tape_tier: false,
+            shared_by_processes: true,
+        }
     }
 
     async fn put(&self, key: &Key, body: ByteStream, options: PutOptions) -> Result<PutOutcome> {

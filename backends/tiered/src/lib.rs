@@ -30,8 +30,8 @@ pub use policy::{spawn_migration_policy, PolicyReport};
 pub use tape::{volume_name, TapeRead, TapeStats};
 
 use archive_core::{
-    ArchiveBackend, ByteStream, Error, FileStatus, GetResult, HsmState, Key, KeyOutcome, ListEntry,
-    Placement, PutOptions, PutOutcome, ReadRange, Result,
+    ArchiveBackend, ByteStream, Capabilities, Error, FileStatus, GetResult, HsmState, Key,
+    KeyOutcome, ListEntry, Placement, PutOptions, PutOutcome, ReadRange, Result,
 };
 use archive_posix::PosixBackend;
 use async_trait::async_trait;
@@ -284,6 +284,14 @@ fn with_state(mut st: FileStatus, state: HsmState) -> FileStatus {
 impl ArchiveBackend for TieredBackend {
     fn name(&self) -> &'static str {
         "tiered"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // The catalog and the tape positions live in this process: one process per prefix.
+        Capabilities {
+            tape_tier: true,
+            shared_by_processes: false,
+        }
     }
 
     async fn put(&self, key: &Key, body: ByteStream, options: PutOptions) -> Result<PutOutcome> {
