@@ -6,12 +6,12 @@
 //! The PostgreSQL tests fail (never skip) when the server cannot be reached.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use archiveinterface::hlm::queue::{
-    Error, FailOutcome, NewRequest, Op, Progress, QueueOptions, RequestFilter, RequestId,
+    Clock, Error, FailOutcome, NewRequest, Op, Progress, QueueOptions, RequestFilter, RequestId,
     RequestQueue, RequestRecord, State, Target,
 };
 use sqlx::types::chrono::{TimeZone, Utc};
@@ -134,7 +134,22 @@ fn opts() -> QueueOptions {
         lease_duration: Duration::from_secs(30),
         retention: Duration::from_secs(3600),
         max_connections: 4,
+        clock: Clock::system(),
     }
+}
+
+/// A clock `offset` milliseconds off the system clock; the test moves it.
+fn offset_clock(offset: &Arc<AtomicI64>) -> Clock {
+    let offset = offset.clone();
+    Clock::new(move || {
+        let offset = offset.load(Ordering::Relaxed);
+        let by = Duration::from_millis(offset.unsigned_abs());
+        if offset >= 0 {
+            Utc::now() + by
+        } else {
+            Utc::now() - by
+        }
+    })
 }
 
 fn object(a: &str, c: &str, o: &str) -> Target {
@@ -656,7 +671,29 @@ async fn fail_permanently_skips_retries(db: TestDb) {
 }
 
 async fn retention_expiry(db: TestDb) {
-    let q = db.queue(opts()).await; // retention 1 h
+    let offset = Arc::new(AtomicI64::new(0));
+    let q = db
+        .queue(QueueOptions {
+            clock: offset_clock(&offset),
+            ..opts() // retention 1 h
+        })
+        .await;
+    // Let `minutes` pass for the finished requests: on SQLite by moving the queue's clock, on
+    // PostgreSQL (whose clock is the database's) by moving their finish time back.
+    let age = |minutes: i64| {
+        let offset = offset.clone();
+        let db = &db;
+        async move {
+            if db.pg.is_some() {
+                db.execute(&format!(
+                    "UPDATE hlm_requests SET finished_at = finished_at - interval '{minutes} minutes'"
+                ))
+                .await;
+            } else {
+                offset.fetch_add(minutes * 60 * 1000, Ordering::Relaxed);
+            }
+        }
+    };
     let done = submit(&q, Op::Migrate, object("A", "c", "done")).await;
     let failed = submit(&q, Op::Migrate, object("A", "c", "failed")).await;
     let running = submit(&q, Op::Migrate, object("A", "c", "running")).await;
@@ -667,15 +704,11 @@ async fn retention_expiry(db: TestDb) {
     q.fail_permanently(&c.lease, "broken").await.unwrap();
     let _still_running = q.claim("i").await.unwrap().unwrap();
 
-    assert_eq!(
-        q.expire_finished(Utc::now()).await.unwrap(),
-        0,
-        "within retention"
-    );
-    let in_59_min = Utc::now() + ms(59 * 60 * 1000);
-    assert_eq!(q.expire_finished(in_59_min).await.unwrap(), 0);
-    let in_61_min = Utc::now() + ms(61 * 60 * 1000);
-    assert_eq!(q.expire_finished(in_61_min).await.unwrap(), 2);
+    assert_eq!(q.expire_finished().await.unwrap(), 0, "within retention");
+    age(59).await;
+    assert_eq!(q.expire_finished().await.unwrap(), 0);
+    age(2).await;
+    assert_eq!(q.expire_finished().await.unwrap(), 2);
     assert!(q.get(done).await.unwrap().is_none());
     assert!(q.get(failed).await.unwrap().is_none());
     assert_eq!(
@@ -684,8 +717,58 @@ async fn retention_expiry(db: TestDb) {
         "live requests never expire"
     );
     assert_eq!(get(&q, pending).await.state, State::Pending);
-    let far = Utc::now() + ms(1000 * 24 * 3600 * 1000);
-    assert_eq!(q.expire_finished(far).await.unwrap(), 0);
+    offset.fetch_add(1000 * 24 * 3600 * 1000, Ordering::Relaxed);
+    assert_eq!(q.expire_finished().await.unwrap(), 0);
+}
+
+/// On PostgreSQL the process clock does not matter: an instance whose clock is days ahead (or
+/// behind) neither expires finished requests early nor keeps them longer, and its claims and
+/// backoffs follow the database clock too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_times_come_from_the_database_clock() {
+    let db = TestDb::postgres().await;
+    let offset = Arc::new(AtomicI64::new(0));
+    let q = db
+        .queue(QueueOptions {
+            clock: offset_clock(&offset),
+            ..opts()
+        })
+        .await;
+    let done = submit(&q, Op::Migrate, object("A", "c", "done")).await;
+    let c = q.claim("i").await.unwrap().unwrap();
+    q.complete(&c.lease).await.unwrap();
+    let day = 24 * 3600 * 1000;
+    for skew in [10 * day, -10 * day] {
+        offset.store(skew, Ordering::Relaxed);
+        assert_eq!(
+            q.expire_finished().await.unwrap(),
+            0,
+            "clock off by {skew} ms"
+        );
+        assert_eq!(get(&q, done).await.state, State::Done);
+        let id = submit(&q, Op::Recall, object("A", "c", "o")).await;
+        let c = q.claim("i").await.unwrap().expect("claimable at once");
+        assert_eq!(c.record.id, id);
+        let next = match q.fail(&c.lease, "x").await.unwrap() {
+            FailOutcome::Retry { at, .. } => at,
+            other => panic!("{other:?}"),
+        };
+        let lag = (next - Utc::now()).num_milliseconds();
+        assert!(
+            (0..60_000).contains(&lag),
+            "backoff by the database clock: {lag} ms"
+        );
+        db.execute(&format!("DELETE FROM hlm_requests WHERE id = {id}"))
+            .await;
+    }
+    offset.store(0, Ordering::Relaxed);
+    db.execute("UPDATE hlm_requests SET finished_at = finished_at - interval '61 minutes'")
+        .await;
+    assert_eq!(
+        q.expire_finished().await.unwrap(),
+        1,
+        "by the database clock"
+    );
 }
 
 async fn success_clears_older_failures_of_same_target(db: TestDb) {

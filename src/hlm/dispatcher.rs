@@ -3,18 +3,23 @@
 //! instances on one PostgreSQL queue.
 //!
 //! For each claimed request: expand the target into keys at dispatch time (a container's objects as
-//! they are now), renew the lease while working, migrate in batches of `migrate_batch` keys or send
-//! every recall through the recall scheduler, record progress as it goes, then `complete` (all keys
-//! succeeded) or `fail` (retried with backoff, up to `max_attempts`). A request whose lease is lost
-//! (another instance took it over after this one stalled) is abandoned at once.
+//! they are now), migrate in batches of `migrate_batch` keys or send every recall through the recall
+//! scheduler, then `complete` (all keys succeeded) or `fail` (retried with backoff, up to
+//! `max_attempts`). Meanwhile a [`LeaseKeeper`] renews the lease and stores the progress counters.
+//! When the keeper says stop (the lease was taken over, or no renewal got through in time because
+//! the queue database is slow or unreachable), the work is dropped at its next await point, before
+//! the lease can expire: no request runs on two instances at once. Backend operations are safe to
+//! stop there, as they are safe to crash there.
 
-use super::queue::{ClaimedRequest, Error as QueueError, Lease, Op, Progress, Target};
+use super::queue::{ClaimedRequest, LeaseEnd, LeaseKeeper, Op, Progress, Target};
 use super::HlmService;
 use crate::swift::names::object_key;
 use crate::AppState;
 use archive_core::{Error, Key, KeyOutcome};
+use axum::http::StatusCode;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// A unique name for this instance's leases: host, process id and a random suffix.
 pub fn instance_owner() -> String {
@@ -52,8 +57,10 @@ async fn worker(state: AppState, hlm: HlmService, owner: String, mut stop: watch
     while !*stop.borrow() {
         // Register for a wake-up before looking, so a submit between the claim and the wait is not lost.
         let woken = hlm.wake.notified();
+        // The lease runs from when the claim was sent at the earliest.
+        let asked = Instant::now();
         match hlm.queue.claim(&owner).await {
-            Ok(Some(claimed)) => execute(&state, &hlm, claimed).await,
+            Ok(Some(claimed)) => execute(&state, &hlm, claimed, asked).await,
             Ok(None) => {
                 tokio::select! {
                     _ = woken => {}
@@ -75,11 +82,7 @@ async fn worker(state: AppState, hlm: HlmService, owner: String, mut stop: watch
 /// Deletes finished requests past their retention, once a minute.
 async fn housekeeping(hlm: HlmService, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
-        match hlm
-            .queue
-            .expire_finished(sqlx::types::chrono::Utc::now())
-            .await
-        {
+        match hlm.queue.expire_finished().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired finished HLM requests"),
             Err(e) => tracing::warn!(error = %e, "cannot expire finished HLM requests"),
@@ -101,52 +104,65 @@ enum Outcome {
     Permanent(String),
 }
 
-async fn execute(state: &AppState, hlm: &HlmService, claimed: ClaimedRequest) {
+async fn execute(state: &AppState, hlm: &HlmService, claimed: ClaimedRequest, claimed_at: Instant) {
     let ClaimedRequest { record, lease } = claimed;
     let span = tracing::info_span!("hlm_request", id = %record.id, op = %record.op, attempt = lease.attempt);
     let _enter = span.enter();
     tracing::info!(target = ?record.target, "executing HLM request");
-    let work = run_request(state, hlm, record.op, &record.target, &lease);
+    let mut keeper = LeaseKeeper::new(hlm.queue.clone(), lease, claimed_at, record.progress);
+    let (progress_tx, progress_rx) = watch::channel(record.progress);
+    let work = run_request(state, record.op, &record.target, &progress_tx);
     let outcome = tokio::select! {
         outcome = work => outcome,
-        lost = keep_lease(hlm, &lease) => {
-            tracing::warn!(error = %lost, "lease lost; another instance owns the request now");
-            return;
+        end = keeper.keep(progress_rx.clone()) => {
+            return stopped(&end);
         }
     };
+    let last = *progress_tx.borrow();
+    if let Err(end) = keeper
+        .until_stored(progress_rx.clone(), |q, l| async move {
+            q.record_progress(&l, last).await
+        })
+        .await
+    {
+        return stopped(&end);
+    }
     let reported = match outcome {
-        Outcome::Done => hlm
-            .queue
-            .complete(&lease)
+        Outcome::Done => keeper
+            .until_stored(progress_rx, |q, l| async move { q.complete(&l).await })
             .await
             .map(|_| tracing::info!("HLM request done")),
-        Outcome::Retry(error) => hlm
-            .queue
-            .fail(&lease, &error)
+        Outcome::Retry(error) => keeper
+            .until_stored(progress_rx, |q, l| {
+                let error = error.clone();
+                async move { q.fail(&l, &error).await }
+            })
             .await
             .map(|o| tracing::warn!(%error, outcome = ?o, "HLM request failed")),
-        Outcome::Permanent(error) => hlm
-            .queue
-            .fail_permanently(&lease, &error)
+        Outcome::Permanent(error) => keeper
+            .until_stored(progress_rx, |q, l| {
+                let error = error.clone();
+                async move { q.fail_permanently(&l, &error).await }
+            })
             .await
             .map(|_| tracing::warn!(%error, "HLM request failed for good")),
     };
-    if let Err(e) = reported {
-        tracing::warn!(error = %e, "cannot record the end of an HLM request");
+    if let Err(end) = reported {
+        stopped(&end);
     }
 }
 
-/// Renews the lease at a third of its duration; returns only when it is lost or cannot be renewed.
-async fn keep_lease(hlm: &HlmService, lease: &Lease) -> QueueError {
-    let every = hlm.queue.options().lease_duration / 3;
-    loop {
-        tokio::time::sleep(every.max(Duration::from_millis(10))).await;
-        match hlm.queue.renew_lease(lease).await {
-            Ok(_) => {}
-            Err(e @ QueueError::LeaseLost { .. }) => return e,
-            // A passing database error: try again at the next tick; the lease may still be valid.
-            Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
+/// Logs why the work on a request stopped before it was reported; the request is now (or soon)
+/// another claim's.
+fn stopped(end: &LeaseEnd) {
+    match end {
+        LeaseEnd::Lost(_) => {
+            tracing::warn!(reason = %end, "lease lost; another instance owns the request now")
         }
+        LeaseEnd::Unconfirmed { .. } => tracing::warn!(
+            reason = %end,
+            "work stopped before the lease could expire; the request will be claimed again"
+        ),
     }
 }
 
@@ -157,7 +173,15 @@ async fn expand(state: &AppState, target: &Target) -> Result<Vec<Key>, Outcome> 
         Target::Container { account, container } => {
             crate::swift::container_object_keys(state, account, container)
                 .await
-                .map_err(permanent)
+                .map_err(|e| {
+                    // A backend that is down or failing now (5xx) may list fine later; a missing
+                    // container, a bad name or an unsupported listing (501) will not.
+                    if e.is_internal() && e.status != StatusCode::NOT_IMPLEMENTED {
+                        Outcome::Retry(format!("cannot list the container: {}", e.message))
+                    } else {
+                        permanent(e)
+                    }
+                })
         }
         Target::Object {
             account,
@@ -182,12 +206,13 @@ async fn expand(state: &AppState, target: &Target) -> Result<Vec<Key>, Outcome> 
     }
 }
 
+/// The work of one request; reports its counters on `progress` and never touches the queue, so
+/// that a queue that does not answer cannot hold it up.
 async fn run_request(
     state: &AppState,
-    hlm: &HlmService,
     op: Op,
     target: &Target,
-    lease: &Lease,
+    progress_tx: &watch::Sender<Progress>,
 ) -> Outcome {
     let keys = match expand(state, target).await {
         Ok(keys) => keys,
@@ -199,7 +224,7 @@ async fn run_request(
         failed: 0,
         total,
     };
-    let _ = hlm.queue.record_progress(lease, progress).await;
+    progress_tx.send_replace(progress);
     let mut first_error: Option<String> = None;
     let mut tally = |outcomes: Vec<KeyOutcome<()>>, progress: &mut Progress| -> Option<Outcome> {
         for (key, result) in outcomes {
@@ -235,7 +260,7 @@ async fn run_request(
                 if let Some(stop) = tally(outcomes, &mut progress) {
                     return stop;
                 }
-                let _ = hlm.queue.record_progress(lease, progress).await;
+                progress_tx.send_replace(progress);
             }
         }
         Op::Recall => {
@@ -255,7 +280,7 @@ async fn run_request(
                 if let Some(stop) = tally(ticket.wait().await, &mut progress) {
                     return stop;
                 }
-                let _ = hlm.queue.record_progress(lease, progress).await;
+                progress_tx.send_replace(progress);
             }
         }
     }

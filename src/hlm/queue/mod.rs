@@ -31,10 +31,12 @@
 //!   deletes older ones (call it periodically). A `complete` deletes the older failed requests
 //!   of the same target, as SwiftHLM does.
 //! - Claim order: highest priority first, then oldest (FIFO within a priority).
-//! - Clocks: PostgreSQL stamps every time with the database's `now()`, so instances with
-//!   skewed clocks agree on lease expiry; SQLite uses this process's clock (one host).
+//! - Clocks: PostgreSQL stamps and compares every time with the database's `now()`, so
+//!   instances with skewed clocks agree on lease expiry, backoff and retention; SQLite uses
+//!   [`QueueOptions::clock`] (this process's clock: one host).
 
 mod error;
+mod lease_keeper;
 mod options;
 mod postgres;
 mod record;
@@ -46,7 +48,8 @@ use std::time::Duration;
 use sqlx::types::chrono::{DateTime, Utc};
 
 pub use error::{Error, Result};
-pub use options::QueueOptions;
+pub use lease_keeper::{LeaseEnd, LeaseKeeper};
+pub use options::{Clock, QueueOptions};
 pub use record::{
     ClaimedRequest, FailOutcome, Lease, NewRequest, Op, Progress, QueueCounts, RequestFilter,
     RequestId, RequestRecord, State, Target, DEFAULT_PRIORITY,
@@ -202,9 +205,10 @@ impl RequestQueue {
     }
 
     /// Delete done and failed requests that finished more than [`QueueOptions::retention`]
-    /// before `now`. Returns how many were deleted.
-    pub async fn expire_finished(&self, now: DateTime<Utc>) -> Result<u64> {
-        on_backend!(self.expire_finished(now))
+    /// ago, by the clock that stamped them (the database's on PostgreSQL). Returns how many
+    /// were deleted.
+    pub async fn expire_finished(&self) -> Result<u64> {
+        on_backend!(self.expire_finished())
     }
 
     /// Number of requests in each state.

@@ -1,6 +1,11 @@
-//! Tunables of the request queue (retries, backoff, leases, retention) and the backoff rule.
+//! Tunables of the request queue (retries, backoff, leases, retention, the clock SQLite stamps
+//! times with) and the backoff rule.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use sqlx::types::chrono::{DateTime, Utc};
 
 use super::error::{Error, Result};
 
@@ -24,7 +29,53 @@ pub struct QueueOptions {
     /// Connections in the pool. SQLite serialises writers anyway; PostgreSQL benefits from a
     /// few per dispatcher worker.
     pub max_connections: u32,
+    /// Where SQLite takes the time from (this process's clock by default). PostgreSQL never
+    /// uses it: every time there comes from the database's `now()`, so that instances whose
+    /// clocks disagree still agree on leases, backoff and retention.
+    pub clock: Clock,
 }
+
+/// A source of the current time; tests replace the system clock to move time on SQLite.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(Utc::now))
+    }
+
+    /// A clock that reads `now`.
+    pub fn new(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    /// The current time by this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
+}
+
+/// Two clocks are equal when they are the same clock (one `Clock` and its clones).
+impl PartialEq for Clock {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Clock {}
 
 impl Default for QueueOptions {
     fn default() -> Self {
@@ -35,6 +86,7 @@ impl Default for QueueOptions {
             lease_duration: Duration::from_secs(60),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_connections: 8,
+            clock: Clock::system(),
         }
     }
 }

@@ -340,13 +340,12 @@ impl PgQueue {
         rows.iter().map(record).collect()
     }
 
-    pub(crate) async fn expire_finished(&self, now: DateTime<Utc>) -> Result<u64> {
+    pub(crate) async fn expire_finished(&self) -> Result<u64> {
         let deleted = sqlx::query(
             "DELETE FROM hlm_requests
              WHERE state IN ('done', 'failed')
-               AND finished_at < $1::timestamptz - $2 * interval '1 millisecond'",
+               AND finished_at < now() - $1 * interval '1 millisecond'",
         )
-        .bind(now)
         .bind(millis(self.options.retention))
         .execute(&self.pool)
         .await?

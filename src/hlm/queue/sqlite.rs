@@ -81,12 +81,17 @@ impl SqliteQueue {
         })
     }
 
+    /// The queue's clock in stored form (Unix milliseconds).
+    fn now_ms(&self) -> i64 {
+        self.options.clock.now().timestamp_millis()
+    }
+
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 
     pub(crate) async fn submit(&self, request: &NewRequest) -> Result<RequestId> {
-        let now = now_ms();
+        let now = self.now_ms();
         let target = &request.target;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO hlm_requests (op, target_kind, account, container, object, target_list,
@@ -117,7 +122,7 @@ impl SqliteQueue {
         let ops_json = ops.map(ops_json);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Read the clock once the write lock is held: waiting for it must not age `now`.
-        let now = now_ms();
+        let now = self.now_ms();
         // A lease that expired on the last allowed attempt ends the request instead of starting
         // another attempt (see `QueueOptions::max_attempts`).
         let exhausted = sqlx::query(
@@ -169,7 +174,7 @@ impl SqliteQueue {
     }
 
     pub(crate) async fn renew_lease(&self, lease: &Lease) -> Result<DateTime<Utc>> {
-        let now = now_ms();
+        let now = self.now_ms();
         let expires: Option<i64> = sqlx::query_scalar(
             "UPDATE hlm_requests SET lease_expires_at = ?1 + ?2, updated_at = ?1
              WHERE id = ?3 AND state = 'running' AND lease_owner = ?4 AND attempts = ?5
@@ -195,7 +200,7 @@ impl SqliteQueue {
         .bind(to_i64(progress.done))
         .bind(to_i64(progress.failed))
         .bind(to_i64(progress.total))
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(lease.id.0)
         .bind(&lease.owner)
         .bind(i64::from(lease.attempt))
@@ -210,7 +215,7 @@ impl SqliteQueue {
 
     pub(crate) async fn complete(&self, lease: &Lease) -> Result<u64> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let now = now_ms();
+        let now = self.now_ms();
         let changed = sqlx::query(
             "UPDATE hlm_requests
              SET state = 'done', finished_at = ?1, updated_at = ?1, lease_expires_at = NULL
@@ -269,7 +274,7 @@ impl SqliteQueue {
              RETURNING next_attempt_at",
         )
         .bind(state)
-        .bind(now_ms())
+        .bind(self.now_ms())
         .bind(millis(after))
         .bind(error)
         .bind(lease.id.0)
@@ -343,8 +348,8 @@ impl SqliteQueue {
         rows.iter().map(record).collect()
     }
 
-    pub(crate) async fn expire_finished(&self, now: DateTime<Utc>) -> Result<u64> {
-        let cutoff = now.timestamp_millis() - millis(self.options.retention);
+    pub(crate) async fn expire_finished(&self) -> Result<u64> {
+        let cutoff = self.now_ms() - millis(self.options.retention);
         let deleted = sqlx::query(
             "DELETE FROM hlm_requests
              WHERE state IN ('done', 'failed') AND finished_at < ?1",
@@ -392,10 +397,6 @@ fn create_parent_dir(file: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 fn to_i64(v: u64) -> i64 {
