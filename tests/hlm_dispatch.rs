@@ -614,3 +614,200 @@ async fn progress_and_completion_are_stored_when_the_queue_comes_back() {
     submitter.close().await;
     drop_schema(&base, &schema).await;
 }
+
+// ---- a container listing that fails for a passing reason ----
+
+/// A posix archive whose listings fail with `Unavailable` while `failing_lists` is above zero
+/// (counting down), and whose `migrate` succeeds and counts keys.
+#[derive(Debug)]
+struct FlakyListing {
+    disk: archive_posix::PosixBackend,
+    failing_lists: Mutex<u32>,
+    migrated: Mutex<Vec<String>>,
+}
+
+impl FlakyListing {
+    fn listing_fails(&self) -> bool {
+        let mut failing = self.failing_lists.lock().unwrap();
+        if *failing == 0 {
+            return false;
+        }
+        *failing -= 1;
+        true
+    }
+
+    fn unavailable() -> archive_core::Error {
+        archive_core::Error::Unavailable {
+            message: "the listing service is restarting".into(),
+            retry_after: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ArchiveBackend for FlakyListing {
+    fn name(&self) -> &'static str {
+        "flaky-listing"
+    }
+    fn capabilities(&self) -> archive_core::Capabilities {
+        archive_core::Capabilities {
+            tape_tier: true,
+            shared_by_processes: false,
+        }
+    }
+    async fn put(
+        &self,
+        key: &Key,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> archive_core::Result<PutOutcome> {
+        self.disk.put(key, body, options).await
+    }
+    async fn get(&self, key: &Key, range: ReadRange) -> archive_core::Result<GetResult> {
+        self.disk.get(key, range).await
+    }
+    async fn status(&self, key: &Key) -> archive_core::Result<FileStatus> {
+        self.disk.status(key).await
+    }
+    async fn stage(&self, _: &Key) -> archive_core::Result<()> {
+        Ok(())
+    }
+    async fn adopt(&self, _: &Key, _: &std::path::Path, _: bool) -> archive_core::Result<()> {
+        Err(self.unsupported("adopt"))
+    }
+    async fn delete(&self, key: &Key) -> archive_core::Result<()> {
+        self.disk.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> archive_core::Result<Vec<ListEntry>> {
+        if self.listing_fails() {
+            return Err(Self::unavailable());
+        }
+        self.disk.list(prefix).await
+    }
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> archive_core::Result<Vec<ListEntry>> {
+        if self.listing_fails() {
+            return Err(Self::unavailable());
+        }
+        self.disk.list_page(prefix, after, limit).await
+    }
+    async fn migrate(&self, keys: &[Key]) -> archive_core::Result<Vec<KeyOutcome<()>>> {
+        let mut migrated = self.migrated.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                migrated.push(k.to_string());
+                (k.clone(), Ok(()))
+            })
+            .collect())
+    }
+}
+
+/// A container migrate whose listing fails once with `Unavailable` is retried after the backoff
+/// and then done, instead of failing for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passing_listing_error_retries_the_container_request() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FlakyListing {
+        disk: archive_posix::PosixBackend::new(dir.path().join("archive")).unwrap(),
+        failing_lists: Mutex::new(0),
+        migrated: Mutex::default(),
+    });
+    let mut config = archiveinterface::config::Config::default();
+    config.swift.token_secret = "test secret".into();
+    config.swift.users = vec![archiveinterface::config::SwiftUser {
+        account: "test".into(),
+        user: "tester".into(),
+        key: "testing".into(),
+        reseller_admin: false,
+    }];
+    config.hlm.workers = 1;
+    config.hlm.poll_interval_ms = 50;
+    let state = AppState::with_config(backend.clone(), common::settings(), config);
+
+    // A container with two objects, made through the Swift API.
+    let router = archiveinterface::app(state.clone());
+    let send = |request: Request<Body>| {
+        let router = router.clone();
+        async move { router.oneshot(request).await.unwrap() }
+    };
+    let auth = send(
+        Request::get("/auth/v1.0")
+            .header("x-auth-user", "test:tester")
+            .header("x-auth-key", "testing")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(auth.status(), 200);
+    let token = auth.headers()["x-auth-token"].to_str().unwrap().to_owned();
+    for path in [
+        "/v1/AUTH_test/c",
+        "/v1/AUTH_test/c/o1",
+        "/v1/AUTH_test/c/o2",
+    ] {
+        let put = send(
+            Request::put(path)
+                .header("x-auth-token", &token)
+                .body(Body::from("data"))
+                .unwrap(),
+        )
+        .await;
+        assert!(put.status().is_success(), "PUT {path}: {}", put.status());
+    }
+
+    let options = QueueOptions {
+        backoff_base: Duration::from_millis(300),
+        backoff_max: Duration::from_millis(300),
+        ..QueueOptions::default()
+    };
+    let url = format!("sqlite://{}", dir.path().join("queue.db").display());
+    let queue = RequestQueue::connect(&url, options).await.unwrap();
+    let id = queue
+        .submit(NewRequest::new(
+            Op::Migrate,
+            Target::Container {
+                account: "AUTH_test".into(),
+                container: "c".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    *backend.failing_lists.lock().unwrap() = 1;
+    let service = HlmService {
+        queue: queue.clone(),
+        wake: Arc::default(),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatcher = tokio::spawn(archiveinterface::hlm::dispatcher::run(
+        state, service, stop_rx,
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let record = queue.get(id).await.unwrap().unwrap();
+        if matches!(record.state, State::Done | State::Failed) {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "not finished: {record:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop_tx.send(true).unwrap();
+    dispatcher.await.unwrap();
+    assert_eq!(record.state, State::Done, "{record:?}");
+    assert_eq!(record.attempts, 2, "retried once: {record:?}");
+    let error = record.last_error.clone().unwrap_or_default();
+    assert!(error.contains("restarting"), "{error}");
+    assert!(
+        record.next_attempt_at >= record.created_at + Duration::from_millis(300),
+        "retried after the backoff: {record:?}"
+    );
+    assert_eq!(backend.migrated.lock().unwrap().len(), 2);
+}
