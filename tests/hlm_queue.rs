@@ -210,6 +210,7 @@ on_both!(
     queue_survives_reopen,
     schema_coexists_and_is_forward_compatible,
     two_instances_process_1000_requests_once,
+    list_pages_through_2500_requests,
 );
 
 async fn submit_and_get_every_target_kind(db: TestDb) {
@@ -1079,6 +1080,51 @@ async fn two_instances_process_1000_requests_once(db: TestDb) {
     let done = a.list(&all_done).await.unwrap();
     assert_eq!(done.len(), N);
     assert!(done.iter().all(|r| r.attempts == 1));
+}
+
+/// Paging: 2,500 requests of one container, among others, come in pages of 1,000 in submission
+/// order, whatever their state, each page continuing after the last id of the one before.
+async fn list_pages_through_2500_requests(db: TestDb) {
+    const N: usize = 2500;
+    let q = db.queue(opts()).await;
+    let mut expected = Vec::with_capacity(N);
+    for i in 0..N {
+        let target = match i % 3 {
+            0 => container("A", "c"),
+            _ => object("A", "c", &format!("o{i}")),
+        };
+        expected.push(submit(&q, Op::Migrate, target).await);
+        if i % 500 == 0 {
+            submit(&q, Op::Migrate, object("A", "other", "o")).await;
+        }
+    }
+    // The first three of A/c (and one of A/other) failed: paging keeps submission order.
+    for _ in 0..4 {
+        let c = q.claim("i").await.unwrap().unwrap();
+        q.fail_permanently(&c.lease, "x").await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = RequestId(0);
+    let mut pages = Vec::new();
+    loop {
+        let filter = RequestFilter {
+            limit: Some(1000),
+            after: Some(after),
+            ..RequestFilter::for_path("A/c")
+        };
+        let page = q.list(&filter).await.unwrap();
+        pages.push(page.len());
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page.iter().map(|r| r.id));
+    }
+    assert_eq!(pages, vec![1000, 1000, 500, 0]);
+    assert_eq!(seen, expected);
+    // Without paging, the SwiftHLM order is unchanged: pending first, then failed.
+    let all = q.list(&RequestFilter::for_path("A/c")).await.unwrap();
+    assert_eq!(all.len(), N);
+    assert!(all[..N - 3].iter().all(|r| r.state == State::Pending));
+    assert!(all[N - 3..].iter().all(|r| r.state == State::Failed));
 }
 
 // ---- tests that need no database ----

@@ -321,6 +321,54 @@ fn view(record: &RequestRecord) -> RecordView<'_> {
     }
 }
 
+/// The paging parameters of `requests`: `limit` (1 to [`MAX_REQUESTS_PAGE`]) and `marker` (the
+/// id of the last request of the previous page), and whether the records are wanted as JSON.
+#[derive(Debug, Default)]
+struct RequestsQuery {
+    as_json: bool,
+    limit: Option<u32>,
+    marker: Option<i64>,
+}
+
+/// Most requests in one page of `requests`, and the page size when only `marker` is given.
+const MAX_REQUESTS_PAGE: u32 = 1000;
+/// Response header naming the marker of the next page, when there is one.
+const NEXT_MARKER: &str = "x-hlm-next-marker";
+
+fn requests_query(query: Option<&str>) -> ApiResult<RequestsQuery> {
+    let mut parsed = RequestsQuery::default();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "format" => parsed.as_json = value == "json",
+            "limit" => {
+                let limit = value
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|l| (1..=MAX_REQUESTS_PAGE).contains(l));
+                parsed.limit = Some(limit.ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid limit {value:?}: expected an integer from 1 to {MAX_REQUESTS_PAGE}"
+                    ))
+                })?);
+            }
+            "marker" => {
+                let marker = value.trim().parse::<i64>().ok().filter(|m| *m >= 0);
+                parsed.marker = Some(marker.ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid marker {value:?}: expected the id of the last request of the previous page"
+                    ))
+                })?);
+            }
+            _ => {}
+        }
+    }
+    Ok(parsed)
+}
+
+/// `GET /hlm/v1/requests/...`: SwiftHLM's list of request names, or `?format=json` records. With
+/// `limit` or `marker`, one page in submission order; the `X-HLM-Next-Marker` header carries
+/// the marker of the next page while there is one.
 async fn requests(
     state: &AppState,
     account: &str,
@@ -328,32 +376,49 @@ async fn requests(
     object: Option<&str>,
     query: Option<&str>,
 ) -> ApiResult<Response> {
-    let as_json = query
-        .map(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "format" && v == "json"))
-        .unwrap_or(false);
+    let query = requests_query(query)?;
+    let paged = query.limit.is_some() || query.marker.is_some();
+    let page_size = query.limit.unwrap_or(MAX_REQUESTS_PAGE);
     let filter = RequestFilter {
         account: Some(account.into()),
         container: Some(container.into()),
         object: object.map(str::to_string),
+        // One more than the page: whether it exists says if there is a next page.
+        limit: paged.then_some(page_size + 1),
+        after: paged.then(|| RequestId(query.marker.unwrap_or(0))),
         ..RequestFilter::default()
     };
     // Without a tape tier no queue runs, and no request can exist.
-    let records = match &state.hlm {
+    let mut records = match &state.hlm {
         Some(hlm) => hlm.queue.list(&filter).await.map_err(queue_error)?,
         None => Vec::new(),
     };
-    if as_json {
+    let next_marker = if paged && records.len() > page_size as usize {
+        records.truncate(page_size as usize);
+        records.last().map(|r| r.id)
+    } else {
+        None
+    };
+    let mut response = if query.as_json {
         let views: Vec<_> = records.iter().map(view).collect();
-        return Ok(json(StatusCode::OK, &views));
+        json(StatusCode::OK, &views)
+    } else {
+        let mut names: Vec<String> = records
+            .iter()
+            .filter_map(RequestRecord::swifthlm_name)
+            .collect();
+        // SwiftHLM's answer when nothing is queued; a page past the end is just empty.
+        if names.is_empty() && !paged {
+            names.push(NO_REQUESTS.into());
+        }
+        json(StatusCode::OK, &names)
+    };
+    if let Some(next) = next_marker {
+        response
+            .headers_mut()
+            .insert(NEXT_MARKER, header::HeaderValue::from(next.0));
     }
-    let mut names: Vec<String> = records
-        .iter()
-        .filter_map(RequestRecord::swifthlm_name)
-        .collect();
-    if names.is_empty() {
-        names.push(NO_REQUESTS.into());
-    }
-    Ok(json(StatusCode::OK, &names))
+    Ok(response)
 }
 
 /// The bulk document: Pacifica ids or Swift object paths.

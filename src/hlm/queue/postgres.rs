@@ -290,9 +290,10 @@ impl PgQueue {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        // One statement per address shape, so that the (account, container, object) index is
-        // usable whatever plan PostgreSQL caches for the prepared statement. Every shape
-        // mentions every parameter, so all bind the same way.
+        // One statement per address shape and order, so that the (account, container, id)
+        // index is usable whatever plan PostgreSQL caches for the prepared statement: a page
+        // of a container's requests is a range scan of it. Every statement mentions every
+        // parameter, so all bind the same way.
         macro_rules! rest {
             () => {
                 "
@@ -302,30 +303,40 @@ impl PgQueue {
                         OR (target_kind = 'object' AND object = $4)
                         OR (target_kind = 'objects' AND target_list ? $4))
                    AND ($5::text IS NULL
-                        OR (target_kind = 'object' AND starts_with(object, $5)))
-                 ORDER BY state = 'failed', created_at, id
-                 LIMIT $6"
+                        OR (target_kind = 'object' AND starts_with(object, $5)))"
             };
         }
-        let sql = match (&filter.account, &filter.container) {
-            (None, _) => concat!(
-                "SELECT ",
-                columns!(),
-                " FROM hlm_requests WHERE $2::text IS NULL AND $3::text IS NULL",
-                rest!()
-            ),
-            (Some(_), None) => concat!(
-                "SELECT ",
-                columns!(),
-                " FROM hlm_requests WHERE account = $2 AND $3::text IS NULL",
-                rest!()
-            ),
-            (Some(_), Some(_)) => concat!(
-                "SELECT ",
-                columns!(),
-                " FROM hlm_requests WHERE account = $2 AND container = $3",
-                rest!()
-            ),
+        macro_rules! statement {
+            ($address:literal) => {
+                (
+                    concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM hlm_requests WHERE ",
+                        $address,
+                        rest!(),
+                        " AND $7::bigint IS NULL ORDER BY state = 'failed', created_at, id LIMIT $6"
+                    ),
+                    concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM hlm_requests WHERE ",
+                        $address,
+                        rest!(),
+                        " AND id > $7 ORDER BY id LIMIT $6"
+                    ),
+                )
+            };
+        }
+        let (swifthlm_order, paged) = match (&filter.account, &filter.container) {
+            (None, _) => statement!("$2::text IS NULL AND $3::text IS NULL"),
+            (Some(_), None) => statement!("account = $2 AND $3::text IS NULL"),
+            (Some(_), Some(_)) => statement!("account = $2 AND container = $3"),
+        };
+        let sql = if filter.after.is_some() {
+            paged
+        } else {
+            swifthlm_order
         };
         let rows = sqlx::query(sql)
             .bind(states)
@@ -335,6 +346,7 @@ impl PgQueue {
             .bind(filter.object_prefix.clone())
             // PostgreSQL: LIMIT NULL means no limit.
             .bind(filter.limit.map(i64::from))
+            .bind(filter.after.map(|id| id.0))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(record).collect()

@@ -437,6 +437,10 @@ pub struct RequestFilter {
     pub states: Vec<State>,
     /// At most this many records (oldest first); `None` for all.
     pub limit: Option<u32>,
+    /// Paging: only requests with an id above this one, and every result in id (submission)
+    /// order instead of pending-then-failed, so that the last id of a page continues with the
+    /// next. `Some(RequestId(0))` starts at the first page.
+    pub after: Option<RequestId>,
 }
 
 impl RequestFilter {

@@ -303,9 +303,10 @@ impl SqliteQueue {
     pub(crate) async fn list(&self, filter: &RequestFilter) -> Result<Vec<RequestRecord>> {
         let states =
             serde_json::to_string(&filter.effective_states()).unwrap_or_else(|_| "[]".to_owned());
-        // One statement per address shape, so that SQLite can use the (account, container,
-        // object) index: it cannot when the condition is `(?2 IS NULL OR account = ?2)`. Every
-        // shape mentions every parameter, so all bind the same way.
+        // One statement per address shape and order, so that SQLite can use the (account,
+        // container, id) index: it cannot when the condition is `(?2 IS NULL OR account = ?2)`,
+        // and a page of a container's requests is then a range scan of it. Every statement
+        // mentions every parameter, so all bind the same way.
         macro_rules! rest {
             () => {
                 "
@@ -316,24 +317,36 @@ impl SqliteQueue {
                         OR (target_kind = 'objects'
                             AND EXISTS (SELECT 1 FROM json_each(target_list) WHERE value = ?4)))
                    AND (?5 IS NULL
-                        OR (target_kind = 'object' AND substr(object, 1, length(?5)) = ?5))
-                 ORDER BY state = 'failed', created_at, id
-                 LIMIT ?6"
+                        OR (target_kind = 'object' AND substr(object, 1, length(?5)) = ?5))"
             };
         }
-        let sql = match (&filter.account, &filter.container) {
-            (None, _) => concat!(
-                "SELECT * FROM hlm_requests WHERE ?2 IS NULL AND ?3 IS NULL",
-                rest!()
-            ),
-            (Some(_), None) => concat!(
-                "SELECT * FROM hlm_requests WHERE account = ?2 AND ?3 IS NULL",
-                rest!()
-            ),
-            (Some(_), Some(_)) => concat!(
-                "SELECT * FROM hlm_requests WHERE account = ?2 AND container = ?3",
-                rest!()
-            ),
+        macro_rules! statement {
+            ($address:literal) => {
+                (
+                    concat!(
+                        "SELECT * FROM hlm_requests WHERE ",
+                        $address,
+                        rest!(),
+                        " AND ?7 IS NULL ORDER BY state = 'failed', created_at, id LIMIT ?6"
+                    ),
+                    concat!(
+                        "SELECT * FROM hlm_requests WHERE ",
+                        $address,
+                        rest!(),
+                        " AND id > ?7 ORDER BY id LIMIT ?6"
+                    ),
+                )
+            };
+        }
+        let (swifthlm_order, paged) = match (&filter.account, &filter.container) {
+            (None, _) => statement!("?2 IS NULL AND ?3 IS NULL"),
+            (Some(_), None) => statement!("account = ?2 AND ?3 IS NULL"),
+            (Some(_), Some(_)) => statement!("account = ?2 AND container = ?3"),
+        };
+        let sql = if filter.after.is_some() {
+            paged
+        } else {
+            swifthlm_order
         };
         let rows = sqlx::query(sql)
             .bind(states)
@@ -343,6 +356,7 @@ impl SqliteQueue {
             .bind(filter.object_prefix.clone())
             // SQLite: a negative LIMIT means no limit.
             .bind(filter.limit.map_or(-1, i64::from))
+            .bind(filter.after.map(|id| id.0))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(record).collect()
