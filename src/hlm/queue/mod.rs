@@ -40,8 +40,11 @@ mod lease_keeper;
 mod options;
 mod postgres;
 mod record;
+mod rows;
 mod schema;
+mod sql_queue;
 mod sqlite;
+mod statements;
 
 use std::time::Duration;
 
