@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// A unique name for this instance's leases: host, process id and a random suffix.
 pub fn instance_owner() -> String {
@@ -105,9 +106,25 @@ enum Outcome {
 }
 
 async fn execute(state: &AppState, hlm: &HlmService, claimed: ClaimedRequest, claimed_at: Instant) {
+    let span = tracing::info_span!(
+        "hlm_request",
+        id = %claimed.record.id,
+        op = %claimed.record.op,
+        attempt = claimed.lease.attempt
+    );
+    execute_in_span(state, hlm, claimed, claimed_at)
+        .instrument(span)
+        .await
+}
+
+/// Runs the request's work while the lease is kept, then stores how it ended.
+async fn execute_in_span(
+    state: &AppState,
+    hlm: &HlmService,
+    claimed: ClaimedRequest,
+    claimed_at: Instant,
+) {
     let ClaimedRequest { record, lease } = claimed;
-    let span = tracing::info_span!("hlm_request", id = %record.id, op = %record.op, attempt = lease.attempt);
-    let _enter = span.enter();
     tracing::info!(target = ?record.target, "executing HLM request");
     let mut keeper = LeaseKeeper::new(hlm.queue.clone(), lease, claimed_at, record.progress);
     let (progress_tx, progress_rx) = watch::channel(record.progress);
@@ -118,13 +135,7 @@ async fn execute(state: &AppState, hlm: &HlmService, claimed: ClaimedRequest, cl
             return stopped(&end);
         }
     };
-    let last = *progress_tx.borrow();
-    if let Err(end) = keeper
-        .until_stored(progress_rx.clone(), |q, l| async move {
-            q.record_progress(&l, last).await
-        })
-        .await
-    {
+    if let Err(end) = keeper.store_progress(progress_rx.clone()).await {
         return stopped(&end);
     }
     let reported = match outcome {

@@ -182,6 +182,23 @@ impl LeaseKeeper {
         }
     }
 
+    /// Store the last counters `progress` carries (unless they are stored already), retrying
+    /// as [`until_stored`](Self::until_stored) does: the counters a request ends with are kept.
+    pub async fn store_progress(
+        &mut self,
+        progress: watch::Receiver<Progress>,
+    ) -> std::result::Result<(), LeaseEnd> {
+        let last = *progress.borrow();
+        if last != self.recorded {
+            self.until_stored(progress, move |queue, lease| async move {
+                queue.record_progress(&lease, last).await
+            })
+            .await?;
+            self.recorded = last;
+        }
+        Ok(())
+    }
+
     fn unconfirmed(&self) -> LeaseEnd {
         LeaseEnd::Unconfirmed {
             last_error: self.last_error.clone(),
