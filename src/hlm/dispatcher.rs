@@ -129,11 +129,14 @@ async fn execute_in_span(
     let mut keeper = LeaseKeeper::new(hlm.queue.clone(), lease, claimed_at, record.progress);
     let (progress_tx, progress_rx) = watch::channel(record.progress);
     let work = run_request(state, record.op, &record.target, &progress_tx);
+    // The keeper first: a claim whose answer came too late to be trusted stops before the
+    // work has started at all.
     let outcome = tokio::select! {
-        outcome = work => outcome,
+        biased;
         end = keeper.keep(progress_rx.clone()) => {
             return stopped(&end);
         }
+        outcome = work => outcome,
     };
     if let Err(end) = keeper.store_progress(progress_rx.clone()).await {
         return stopped(&end);

@@ -18,8 +18,10 @@
 //!   [`QueueOptions::lease_duration`]. The holder renews it while it works. Once it has
 //!   expired, another `claim` takes the request over, and from then on every call with the old
 //!   lease (`renew_lease`, `record_progress`, `complete`, `fail`) returns
-//!   [`Error::LeaseLost`] and changes nothing. Holders that renew well within the lease (a
-//!   third of it, say) and stop when told never overlap on one request.
+//!   [`Error::LeaseLost`] and changes nothing. A holder keeps its lease with a [`LeaseKeeper`],
+//!   which renews it and says when to stop: when the lease is lost, and also when no renewal
+//!   got through in time (a slow or unreachable database), before the lease can expire. Holders
+//!   that stop when told never overlap on one request.
 //!   Across crashes execution is at-least-once: work a crashed holder finished but did not
 //!   `complete` runs again after the takeover (migrate and recall are idempotent).
 //! - Claiming is safe for any number of concurrent claimers: PostgreSQL takes rows with
@@ -35,6 +37,8 @@
 //!   instances with skewed clocks agree on lease expiry, backoff and retention; SQLite uses
 //!   [`QueueOptions::clock`] (this process's clock: one host).
 
+// `statements` holds the SQL of both databases, `sql_queue` the operations that run it,
+// `rows` the decoding of its rows; `sqlite` and `postgres` connect and supply their dialect.
 mod error;
 mod lease_keeper;
 mod options;
