@@ -50,13 +50,20 @@ def assert_error_body(resp_or_bytes, code):
     return body
 
 
-# --- missing files are 404, not 500 -------------------------------------------------------------
+# --- missing files are 404, not 500 (except stage) ------------------------------------------------
 
-@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_missing_file_is_404_with_json_error(method, file_id):
     resp = requests.request(method, file_url(file_id), timeout=TIMEOUT)
     assert resp.status_code == 404, resp.text[:2000]
     assert_error_body(resp, 404)
+
+
+def test_missing_file_stage_is_500_as_cartd_expects(file_id):
+    """pacifica-cartd treats only a 500 from POST as a failed stage."""
+    resp = requests.post(file_url(file_id), timeout=TIMEOUT)
+    assert resp.status_code == 500, resp.text[:2000]
+    assert file_id in assert_error_body(resp, 500)["message"]
 
 
 def test_missing_file_head_is_404_without_body(file_id):

@@ -51,6 +51,11 @@ pub struct Config {
     pub patch_source_dirs: Vec<PathBuf>,
     /// An upload that sends no data for this long is abandoned (nothing is stored).
     pub body_idle_timeout_secs: u64,
+    /// A connection that has not sent a complete request head this long after it opened, or after its
+    /// last response (an idle keep-alive connection), is closed.
+    pub header_read_timeout_secs: u64,
+    /// After SIGTERM, connections still busy this long are closed (and logged) so that the server exits.
+    pub shutdown_drain_timeout_secs: u64,
     /// Remove partial files left by a crash when the server starts.
     pub sweep_partials_on_start: bool,
     /// Log format.
@@ -214,6 +219,10 @@ impl Default for Config {
             allow_overwrite: false,
             patch_source_dirs: Vec::new(),
             body_idle_timeout_secs: 60,
+            header_read_timeout_secs: 30,
+            // Below the hour the systemd unit gives before SIGKILL: connections are closed and
+            // logged rather than killed.
+            shutdown_drain_timeout_secs: 3000,
             sweep_partials_on_start: true,
             log_format: LogFormat::Human,
             log_level: "info".into(),
@@ -296,12 +305,13 @@ impl Config {
         if self.prefix.as_os_str().is_empty() {
             return bad("prefix", &self.prefix, "must not be empty");
         }
-        if self.body_idle_timeout_secs == 0 {
-            return bad(
-                "body_idle_timeout_secs",
-                &self.body_idle_timeout_secs,
-                "must be at least 1",
-            );
+        for (key, value) in [
+            ("body_idle_timeout_secs", self.body_idle_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+        ] {
+            if value == 0 {
+                return bad(key, &value, "must be at least 1");
+            }
         }
         for dir in &self.patch_source_dirs {
             if !dir.is_absolute() {

@@ -4,6 +4,7 @@
 //! Module map:
 //! - [`cli`] and [`config`]: flags and the layered configuration.
 //! - [`server`] builds the backend, the router with its middleware, serving with graceful shutdown.
+//! - [`connections`] accepts and serves connections: header-read timeout, half-close, drain deadline.
 //! - [`telemetry`] sets up logging.
 //! - [`error`] holds the one API error type and its status table.
 //! - [`pacifica`] serves the `/{id}` files API.
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod hlm;
 pub mod metrics;

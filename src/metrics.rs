@@ -1,6 +1,6 @@
 //! `/metrics` in the Prometheus text format: HTTP requests by method and status with their total
-//! duration, requests in flight, and the HLM queue by state. Counting is one uncontended lock per
-//! request.
+//! duration, requests in flight, handler panics, and the HLM queue by state. Counting is one
+//! uncontended lock per request.
 
 use crate::AppState;
 use axum::extract::{Request, State};
@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -22,9 +22,31 @@ pub struct Metrics {
     // A std Mutex: held only to bump two numbers, never across an `.await`.
     requests: Mutex<RequestCounts>,
     in_flight: AtomicI64,
+    panics: AtomicU64,
+}
+
+/// One request in flight: counted when made, uncounted when dropped, so a request whose handler
+/// panicked or whose client went away (its future dropped) leaves the gauge right.
+struct InFlight<'a>(&'a AtomicI64);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a AtomicI64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
+    /// Counts a request handler that panicked (its request is answered 500 and counted as such too).
+    pub fn count_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
     fn record(&self, method: &Method, status: u16, seconds: f64) {
         let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         let entry = requests.entry((method_label(method), status)).or_default();
@@ -54,6 +76,15 @@ impl Metrics {
             "archiveinterface_http_requests_in_flight {}",
             self.in_flight.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP archiveinterface_http_handler_panics_total Request handlers that panicked (answered 500).\n",
+        );
+        out.push_str("# TYPE archiveinterface_http_handler_panics_total counter\n");
+        let _ = writeln!(
+            out,
+            "archiveinterface_http_handler_panics_total {}",
+            self.panics.load(Ordering::Relaxed)
+        );
     }
 }
 
@@ -71,13 +102,14 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: counts every request.
+/// Middleware: counts every request. Panics are turned into 500s inside it (see `server::app`), so
+/// they are counted like any other answer.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let started = Instant::now();
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    let in_flight = InFlight::enter(&state.metrics.in_flight);
     let response = next.run(request).await;
-    state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    drop(in_flight);
     state.metrics.record(
         &method,
         response.status().as_u16(),

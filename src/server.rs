@@ -3,6 +3,7 @@
 //! until a shutdown signal, letting transfers in flight finish.
 
 use crate::config::{BackendType, Config};
+use crate::connections::{serve_connections, ConnectionLimits};
 use crate::error::ApiError;
 use crate::hlm::recall_scheduler::{RecallPolicy, RecallScheduler, RecallSchedulerConfig};
 use crate::{pacifica, swift, AppState, Settings};
@@ -189,34 +190,37 @@ pub fn app(state: AppState) -> Router {
     if state.config.swift.enabled {
         router = router.merge(swift::router());
     }
+    let metrics = state.metrics.clone();
     router
         .fallback(|| async { ApiError::no_such_route() })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics::track,
-        ))
-        .with_state(state)
-        .layer(CatchPanicLayer::custom(|_| {
+        // Inside the metrics layer, so that a panic is counted as the 500 it becomes.
+        .layer(CatchPanicLayer::custom(move |_| {
+            metrics.count_panic();
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error: the request handler panicked",
             )
             .into_response()
         }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
+        .with_state(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(CountingRequestId::default()))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits for requests in flight.
+/// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight finish
+/// within the drain timeout of `limits`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_connections(listener, router, limits, shutdown).await
 }
 
 /// Resolves on SIGTERM or ctrl-c.
@@ -339,7 +343,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         ))),
         _ => None,
     };
-    let served = serve(listener, app(state), shutdown_signal()).await;
+    let limits = ConnectionLimits::from_config(&config);
+    let served = serve(listener, app(state), limits, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     if let Some(dispatcher) = dispatcher {
         let _ = dispatcher.await;

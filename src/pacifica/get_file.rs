@@ -1,7 +1,8 @@
 //! `GET /{id}`: stream a file with Content-Length, ETag, Last-Modified and `Accept-Ranges: bytes`;
-//! `?byte_range=S-E` as the reference (200, clamped), HTTP `Range` as RFC 9110 (206 / 416).
+//! `?byte_range=S-E` as the reference (200, clamped), HTTP `Range` as RFC 9110 (206 / 416, and the
+//! whole file when `If-Range` names another version).
 
-use super::range::{parse_byte_range, parse_range_header, satisfiable, Wanted};
+use super::range::{if_range_allows, parse_byte_range, parse_range_header, satisfiable, Wanted};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use archive_core::{FileStatus, Key};
@@ -10,14 +11,21 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::time::UNIX_EPOCH;
 
-/// A validator that changes whenever the content can have changed (mtime and size).
+/// A validator that changes whenever the content can have changed: mtime, size, and the inode change
+/// time, which a file deleted and stored again with the same size and Last-Modified does not share
+/// (every store sets it to the time of the store).
 fn etag(status: &FileStatus) -> String {
-    let nanos = status
-        .mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("\"{nanos:x}-{:x}\"", status.size)
+    let nanos = |t: std::time::SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    };
+    format!(
+        "\"{:x}-{:x}-{:x}\"",
+        nanos(status.mtime),
+        nanos(status.ctime),
+        status.size
+    )
 }
 
 pub(super) async fn get_file(
@@ -26,7 +34,7 @@ pub(super) async fn get_file(
     params: &[(String, String)],
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let wanted = match params.iter().find(|(k, _)| k == "byte_range") {
+    let mut wanted = match params.iter().find(|(k, _)| k == "byte_range") {
         Some((_, raw)) => Wanted::ByteRange(parse_byte_range(raw)?),
         None => match headers
             .get(header::RANGE)
@@ -37,7 +45,15 @@ pub(super) async fn get_file(
             None => Wanted::All,
         },
     };
-    let got = state.open_for_read(key, wanted.read_range()).await?;
+    let mut got = state.open_for_read(key, wanted.read_range()).await?;
+    let if_range = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok());
+    if matches!(wanted, Wanted::Http(_))
+        && !if_range_allows(if_range, &etag(&got.status), got.status.mtime)
+    {
+        // The client's copy is of another version: the whole file, 200.
+        wanted = Wanted::All;
+        got = state.open_for_read(key, wanted.read_range()).await?;
+    }
     let size = got.status.size;
     if let Wanted::Http(range) = wanted {
         if !satisfiable(range, size) {

@@ -3,6 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use archive_core::ReadRange;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the client asked for and how to answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,18 +43,23 @@ pub(super) fn parse_byte_range(raw: &str) -> ApiResult<ReadRange> {
 }
 
 /// One `bytes=` range, or `None` when the header is absent, malformed or asks for several ranges.
+/// The unit is matched without regard to case (RFC 9110 section 14.1); a position too large for 64
+/// bits is the largest one (so an end past any file is clamped to the file, not ignored).
 pub(crate) fn parse_range_header(raw: &str) -> Option<ReadRange> {
-    let spec = raw.trim().strip_prefix("bytes=")?.trim();
+    let raw = raw.trim();
+    let (unit, spec) = raw.split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let spec = spec.trim();
     if spec.contains(',') {
         return None;
     }
     let (start, end) = spec.split_once('-')?;
     let (start, end) = (start.trim(), end.trim());
     let number = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().unwrap_or(u64::MAX))
     };
     match (start.is_empty(), end.is_empty()) {
         (true, false) => Some(ReadRange::Last(number(end)?)),
@@ -69,6 +75,27 @@ pub(crate) fn parse_range_header(raw: &str) -> Option<ReadRange> {
             })
         }
         (true, true) => None,
+    }
+}
+
+/// Whether `Range` applies under the request's `If-Range` (RFC 9110 section 13.1.5): always without
+/// one; with one, only when it names the file's current ETag (strong comparison) or its
+/// Last-Modified date exactly. Otherwise the whole file is sent, so a client resuming a download
+/// never splices bytes of two different versions.
+pub(crate) fn if_range_allows(if_range: Option<&str>, etag: &str, mtime: SystemTime) -> bool {
+    let Some(validator) = if_range.map(str::trim) else {
+        return true;
+    };
+    if validator.starts_with('"') {
+        return validator == etag;
+    }
+    if validator.starts_with("W/") {
+        return false;
+    }
+    let whole_seconds = |t: SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).ok();
+    match httpdate::parse_http_date(validator) {
+        Ok(date) => whole_seconds(date).is_some() && whole_seconds(date) == whole_seconds(mtime),
+        Err(_) => false,
     }
 }
 
@@ -130,6 +157,24 @@ mod tests {
             })
         );
         assert_eq!(parse_range_header("bytes=-5"), Some(ReadRange::Last(5)));
+        assert_eq!(
+            parse_range_header("Bytes = 2-3"),
+            Some(ReadRange::From {
+                start: 2,
+                end: Some(4)
+            })
+        );
+        assert_eq!(
+            parse_range_header("BYTES=0-99999999999999999999999"),
+            Some(ReadRange::From {
+                start: 0,
+                end: Some(u64::MAX)
+            })
+        );
+        assert_eq!(
+            parse_range_header("bytes=-99999999999999999999999"),
+            Some(ReadRange::Last(u64::MAX))
+        );
         for ignored in [
             "bytes=5-1",
             "bytes=0-1,3-4",
@@ -154,5 +199,26 @@ mod tests {
             3
         ));
         assert!(!satisfiable(ReadRange::Last(0), 3));
+    }
+
+    #[test]
+    fn if_range_needs_the_current_validator() {
+        let mtime = UNIX_EPOCH + std::time::Duration::from_millis(784_111_777_250);
+        let etag = "\"abc-1\"";
+        assert!(if_range_allows(None, etag, mtime));
+        assert!(if_range_allows(Some("\"abc-1\""), etag, mtime));
+        assert!(!if_range_allows(Some("\"abc-2\""), etag, mtime));
+        assert!(!if_range_allows(Some("W/\"abc-1\""), etag, mtime));
+        assert!(if_range_allows(
+            Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+            etag,
+            mtime
+        ));
+        assert!(!if_range_allows(
+            Some("Sun, 06 Nov 1994 08:49:38 GMT"),
+            etag,
+            mtime
+        ));
+        assert!(!if_range_allows(Some("garbage"), etag, mtime));
     }
 }
