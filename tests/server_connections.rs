@@ -1,0 +1,156 @@
+//! Connection handling of the real binary over a real socket: clients that never finish their request
+//! head (silent, trickling, idle on keep-alive) are closed and logged while a slow body goes on, a
+//! half-closed client still gets its answer, and shutdown closes what is still busy after the drain
+//! timeout.
+
+mod common;
+
+use common::server::{binary, tree, ServerProcess};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// Whether the server closed `s` (end of stream or reset) before `within` passed.
+fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Reads one response whose body is `Content-Length` long, leaving the connection open.
+fn read_response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+#[test]
+fn clients_without_a_request_head_are_closed_and_logged_while_a_slow_body_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let mut command = Command::new(binary());
+    command.env("ARCHIVEINTERFACE_HEADER_READ_TIMEOUT_SECS", "1");
+    let server = ServerProcess::start_with(command, &prefix, &[]);
+
+    let mut silent = connect(&server.addr);
+    let mut idle = connect(&server.addr);
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
+    // A body that arrives a byte at a time over three header timeouts is not cut off.
+    let mut slow_body = connect(&server.addr);
+    slow_body
+        .write_all(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        .unwrap();
+    let mut trickle = connect(&server.addr);
+    let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let started = Instant::now();
+    let mut trickle_alive = true;
+    for i in 0..10 {
+        std::thread::sleep(Duration::from_millis(300));
+        slow_body.write_all(b"x").unwrap();
+        if trickle_alive && trickle.write_all(&head[i..i + 1]).is_err() {
+            trickle_alive = false;
+        }
+    }
+    assert!(started.elapsed() > Duration::from_secs(2));
+    let answer = read_response(&mut slow_body);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(std::fs::read(prefix.join("slow")).unwrap(), b"xxxxxxxxxx");
+
+    for (name, s) in [
+        ("silent", &mut silent),
+        ("idle keep-alive", &mut idle),
+        ("trickling", &mut trickle),
+    ] {
+        assert!(
+            closed_by_server(s, Duration::from_secs(20)),
+            "the {name} connection is still open"
+        );
+    }
+    let log = server.log_text();
+    let closed = log
+        .lines()
+        .filter(|l| l.contains("no complete request head"))
+        .count();
+    assert!(closed >= 3, "{closed} closures logged:\n{log}");
+}
+
+/// `nc -N` and others shut their sending side down once the request is out.
+#[test]
+fn a_half_closed_client_gets_its_answer_and_its_upload_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let server = ServerProcess::start(&prefix, &[]);
+    let mut s = connect(&server.addr);
+    s.write_all(b"PUT /half HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer:?}");
+    assert_eq!(std::fs::read(prefix.join("half")).unwrap(), b"hello");
+
+    let mut s = connect(&server.addr);
+    s.write_all(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn shutdown_closes_what_is_still_busy_after_the_drain_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let mut command = Command::new(binary());
+    command.env("ARCHIVEINTERFACE_SHUTDOWN_DRAIN_TIMEOUT_SECS", "1");
+    let mut server = ServerProcess::start_with(command, &prefix, &[]);
+    // An upload that stalls (well within the body idle timeout of 60 s).
+    let mut stalled = connect(&server.addr);
+    stalled
+        .write_all(b"PUT /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nten bytes!")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let log = server.log_text();
+    assert!(log.contains("drain timeout"), "{log}");
+    assert!(closed_by_server(&mut stalled, Duration::from_secs(5)));
+    assert!(tree(&prefix).is_empty(), "{:?}", tree(&prefix));
+}
