@@ -11,6 +11,7 @@
 //! - [`swift`]: the Swift v1 object API with tempauth (`/auth/v1.0`, `/info`, `/v1/...`).
 //! - [`hlm`] is the HLM side (request queue, dispatcher, recall scheduler).
 //! - [`metrics`] counts requests for Prometheus.
+//! - [`name_check`]: what every API refuses in client-chosen names (control characters).
 //! - [`upload`] turns request bodies into backend streams; [`pyjson`] writes Python-compatible JSON.
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod connections;
 pub mod error;
 pub mod hlm;
 pub mod metrics;
+pub mod name_check;
 pub mod pacifica;
 pub mod pyjson;
 pub mod server;

@@ -170,6 +170,25 @@ impl MakeRequestId for CountingRequestId {
     }
 }
 
+/// Longest URI logged whole; longer ones are cut (a request line may be tens of KiB).
+const MAX_LOGGED_URI: usize = 512;
+
+/// The URI as logged: at most [`MAX_LOGGED_URI`] bytes, then how much was left out.
+fn loggable_uri(uri: &axum::http::Uri) -> String {
+    let mut text = uri.to_string();
+    if text.len() > MAX_LOGGED_URI {
+        let total = text.len();
+        // hyper only accepts ASCII URIs; the boundary check keeps the cut safe whatever comes in.
+        let mut cut = MAX_LOGGED_URI;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(&format!("...({total} bytes)"));
+    }
+    text
+}
+
 /// The whole HTTP application over `state`.
 pub fn app(state: AppState) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -178,7 +197,7 @@ pub fn app(state: AppState) -> Router {
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", id = %id, method = %request.method(), uri = %request.uri())
+        tracing::info_span!("request", id = %id, method = %request.method(), uri = %loggable_uri(request.uri()))
     });
     // `/.metrics`: ids cannot start with '.', so no file id can take this path.
     let mut router = Router::new()

@@ -66,7 +66,8 @@ fn clients_without_a_request_head_are_closed_and_logged_while_a_slow_body_goes_o
 
     let mut silent = connect(&server.addr);
     let mut idle = connect(&server.addr);
-    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
     // A body that arrives a byte at a time over three header timeouts is not cut off.
     let mut slow_body = connect(&server.addr);
@@ -74,7 +75,8 @@ fn clients_without_a_request_head_are_closed_and_logged_while_a_slow_body_goes_o
         .write_all(b"PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
         .unwrap();
     let mut trickle = connect(&server.addr);
-    let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let head =
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     let started = Instant::now();
     let mut trickle_alive = true;
     for i in 0..10 {
@@ -123,7 +125,8 @@ fn a_half_closed_client_gets_its_answer_and_its_upload_is_stored() {
     assert_eq!(std::fs::read(prefix.join("half")).unwrap(), b"hello");
 
     let mut s = connect(&server.addr);
-    s.write_all(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
@@ -153,4 +156,77 @@ fn shutdown_closes_what_is_still_busy_after_the_drain_timeout() {
     assert!(log.contains("drain timeout"), "{log}");
     assert!(closed_by_server(&mut stalled, Duration::from_secs(5)));
     assert!(tree(&prefix).is_empty(), "{:?}", tree(&prefix));
+}
+
+/// Every line of a human-format log starts with its timestamp (`2026-12-01T13:14:52...`).
+fn is_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 20 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T'
+}
+
+#[test]
+fn control_characters_in_names_are_refused_and_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[swift.users]]\naccount = \"a\"\nuser = \"admin\"\nkey = \"k\"\nreseller_admin = true\n",
+    )
+    .unwrap();
+    let server = ServerProcess::start(
+        &dir.path().join("archive"),
+        &["-c", config.to_str().unwrap()],
+    );
+    let mut s = connect(&server.addr);
+    s.write_all(
+        b"GET /auth/v1.0 HTTP/1.1\r\nHost: x\r\nX-Auth-User: a:admin\r\nX-Auth-Key: k\r\n\r\n",
+    )
+    .unwrap();
+    let answer = read_response(&mut s);
+    let token = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("x-auth-token: "))
+        .unwrap_or_else(|| panic!("no token: {answer}"))
+        .to_string();
+    let long = "a".repeat(5000);
+    for path in [
+        "/12%0A2026-01-01T00:00:00Z%20INFO%20forged",
+        "/12%0D34",
+        "/12%0934",
+        "/12%7F34",
+        "/v1/AUTH_a%0A2026-01-01T00:00:00Z%20INFO%20forged/c/o",
+        "/v1/AUTH_a/c%0Ax/o",
+        "/v1/AUTH_a/c/o%0Dx",
+    ] {
+        let mut s = connect(&server.addr);
+        s.write_all(
+            format!("PUT {path} HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\nContent-Length: 1\r\n\r\nx")
+                .as_bytes(),
+        )
+        .unwrap();
+        let answer = read_response(&mut s);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(answer.contains("control character"), "{path}: {answer}");
+    }
+    let mut s = connect(&server.addr);
+    s.write_all(format!("GET /{long} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .unwrap();
+    read_response(&mut s);
+    // The answers are logged asynchronously; wait for the last one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("uri=/aaaa") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = server.log_text();
+    for line in log.lines() {
+        assert!(
+            is_log_line(line),
+            "a line that is not a log line: {line:?}\n{log}"
+        );
+    }
+    assert!(log.contains("uri=/aaaa"), "{log}");
+    assert!(
+        !log.contains(&format!("uri=/{long}")),
+        "the whole long URI was logged"
+    );
 }

@@ -1,5 +1,6 @@
 //! From the `{id}` path segment to a backend [`Key`]: refuses anything that could name a path outside
-//! the archive (`/` from `%2F`, `..`, NUL, absolute paths, hidden names) and, with `use_id2filename`,
+//! the archive (`/` from `%2F`, `..`, absolute paths, hidden names), control characters (NUL, newline,
+//! ...) and, with `use_id2filename`,
 //! anything that is not an integer in -2^63 ..= 2^64-1.
 
 use crate::error::ApiError;
@@ -12,6 +13,7 @@ pub fn key_for_id(id: &str, use_id2filename: bool) -> Result<Key, ApiError> {
             "Invalid file id {id:?}: {why}"
         )))
     };
+    crate::name_check::refuse_control_characters("file id", id)?;
     if id.contains('/') {
         return refuse("'/' (or %2F) is not allowed in an id".into());
     }

@@ -59,6 +59,7 @@ fn refuse(what: &str, name: &str, why: &str) -> ApiError {
 /// Checks the segments of a name for what `Key::new` cannot know: the server's state names and partial
 /// files of interrupted writes (which listings hide and start-up removes).
 fn check_segments(what: &str, name: &str) -> Result<(), ApiError> {
+    crate::name_check::refuse_control_characters(&format!("{what} name"), name)?;
     for segment in name.split('/') {
         if segment.starts_with(STATE_PREFIX) {
             return Err(refuse(
