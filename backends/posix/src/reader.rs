@@ -1,6 +1,6 @@
 //! Streaming reads: the file is opened and checked on the blocking pool (so a missing file is an error
-//! before any byte is sent), then a reader thread fills a small queue of chunks while the network side
-//! drains it. Ranges up to one chunk are read at open time, so a small GET costs one blocking trip.
+//! before any byte is sent), then read one chunk per blocking trip, one chunk ahead of the network.
+//! Ranges up to one chunk are read at open time, so a small GET costs one blocking trip.
 
 use crate::error::PosixError;
 use crate::{blocking, status_from_metadata, CHUNK_SIZE};
@@ -10,9 +10,6 @@ use futures::StreamExt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
-
-/// Chunks read ahead of the network.
-const READ_AHEAD: usize = 4;
 
 pub(crate) async fn open(key: Key, path: PathBuf, range: ReadRange) -> Result<GetResult> {
     let (status, range, first, file) = blocking(move || {
@@ -61,25 +58,36 @@ fn read_chunk(file: &mut File, len: usize) -> io::Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-fn read_rest(mut file: File, mut remaining: u64) -> impl futures::Stream<Item = io::Result<Bytes>> {
-    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        while remaining > 0 {
-            let len = remaining.min(CHUNK_SIZE as u64) as usize;
-            let chunk = read_chunk(&mut file, len);
-            let failed = chunk.is_err();
-            // A send error means the client went away: stop reading.
-            if tx.blocking_send(chunk).is_err() || failed {
-                return;
+/// The rest of the file, one chunk per trip to the blocking pool, the next chunk read while the
+/// network sends the current one. No thread waits on the client: a slow reader holds only the
+/// chunk being sent and the one read ahead.
+fn read_rest(file: File, remaining: u64) -> impl futures::Stream<Item = io::Result<Bytes>> {
+    let first = read_ahead(file, remaining);
+    futures::stream::unfold(Some(first), |state| async move {
+        let (pending, remaining) = state?;
+        let (file, chunk) = match pending.await {
+            Ok(read) => read,
+            Err(join) => return Some((Err(io::Error::other(join)), None)),
+        };
+        match chunk {
+            Ok(chunk) => {
+                let next = (remaining > 0).then(|| read_ahead(file, remaining));
+                Some((Ok(chunk), next))
             }
-            remaining -= len as u64;
+            Err(e) => Some((Err(e), None)),
         }
-    });
-    tokio_stream_from(rx)
+    })
 }
 
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-) -> impl futures::Stream<Item = io::Result<Bytes>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// A read in progress: the file and the next chunk when done, and what is left after that chunk.
+type Pending = (tokio::task::JoinHandle<(File, io::Result<Bytes>)>, u64);
+
+/// Starts reading the next chunk of the `remaining` bytes.
+fn read_ahead(mut file: File, remaining: u64) -> Pending {
+    let len = remaining.min(CHUNK_SIZE as u64);
+    let handle = tokio::task::spawn_blocking(move || {
+        let chunk = read_chunk(&mut file, len as usize);
+        (file, chunk)
+    });
+    (handle, remaining - len)
 }

@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes gathered before one write to disk (and the unit of reads).
 pub const CHUNK_SIZE: usize = 1 << 20;
-/// Buffers in flight between the network side and the writer thread.
-const WRITE_QUEUE: usize = 2;
 /// Start writeback every this many bytes of a large upload.
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Most chunks gathered into one vectored write.
@@ -220,8 +218,8 @@ fn too_long(expected: u64) -> Error {
 }
 
 /// Writes a body under `target`. Small bodies (up to [`CHUNK_SIZE`]) cost one trip to the blocking pool;
-/// larger ones stream through a writer thread with [`WRITE_QUEUE`] batches of chunks in flight, so
-/// memory stays bounded whatever the size. Chunks are passed on as received (no copying).
+/// larger ones are written one batch per trip, with the next batch gathered meanwhile, so memory stays
+/// bounded whatever the size. Chunks are passed on as received (no copying).
 pub(crate) async fn put_stream(
     key: Key,
     target: PathBuf,
@@ -277,45 +275,56 @@ pub(crate) async fn put_stream(
         .await;
     }
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
+    // Every batch is written in its own trip to the blocking pool while the next one is gathered
+    // from the network, so the pool is only used while there is data to write: a slow client holds
+    // no thread, and at most two batches are in memory.
     let (writer_key, writer_options) = (key.clone(), options.clone());
-    let writer = tokio::task::spawn_blocking(move || -> Result<Staged> {
+    let mut writing = tokio::task::spawn_blocking(move || -> Result<Staged> {
         refuse_existing(&writer_key, &target, &writer_options)?;
         let mut staged = Staged::create(writer_key, target)?;
-        while let Some(chunks) = rx.blocking_recv() {
-            staged.write_chunks(&chunks)?;
-        }
+        staged.write_chunks(&batch)?;
         Ok(staged)
     });
-    let reading = async {
-        loop {
-            if batch_len >= CHUNK_SIZE || batch.len() >= MAX_BATCH_CHUNKS {
-                batch_len = 0;
-                if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                    // The writer stopped early; its own error is the one to report.
-                    return Ok(());
+    let staged = loop {
+        let mut next: Vec<Bytes> = Vec::new();
+        let mut next_len = 0;
+        let mut ended = false;
+        let mut read_error = None;
+        while next_len < CHUNK_SIZE && next.len() < MAX_BATCH_CHUNKS {
+            match next_chunk(body.next().await) {
+                Ok(Some(chunk)) => {
+                    next_len += chunk.len();
+                    next.push(chunk);
                 }
-            }
-            match next_chunk(body.next().await)? {
-                Some(chunk) => {
-                    batch_len += chunk.len();
-                    batch.push(chunk);
+                Ok(None) => {
+                    ended = true;
+                    break;
                 }
-                None => {
-                    if !batch.is_empty() {
-                        let _ = tx.send(std::mem::take(&mut batch)).await;
-                    }
-                    return Ok(());
+                Err(e) => {
+                    read_error = Some(e);
+                    break;
                 }
             }
         }
+        let written = writing.await.map_err(|e| Error::backend("posix", e))?;
+        if let Some(e) = read_error {
+            // A body error wins over the writer's result; the partial file is removed off the
+            // async threads.
+            let _ = tokio::task::spawn_blocking(move || drop(written)).await;
+            return Err(e);
+        }
+        let mut staged = written?;
+        if next.is_empty() {
+            break staged;
+        }
+        writing = tokio::task::spawn_blocking(move || {
+            staged.write_chunks(&next)?;
+            Ok(staged)
+        });
+        if ended {
+            break writing.await.map_err(|e| Error::backend("posix", e))??;
+        }
     };
-    let read_result: Result<()> = reading.await;
-    drop(tx);
-    let staged = writer.await.map_err(|e| Error::backend("posix", e))?;
-    // A body error wins over the writer's result: the partial file is dropped (and removed) either way.
-    read_result?;
-    let staged = staged?;
     blocking(move || staged.commit(&options)).await
 }
 
