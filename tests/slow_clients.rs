@@ -4,14 +4,15 @@
 
 mod common;
 
-use common::server::ServerProcess;
+use common::server::{tree, ServerProcess};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MIB: usize = 1 << 20;
-const SLOW_WRITERS: usize = 500;
-const SLOW_READERS: usize = 100;
+/// More writers than the blocking pool has threads on their own.
+const SLOW_WRITERS: usize = 520;
+const SLOW_READERS: usize = 80;
 
 /// The best and the worst of three timed tries of `request`.
 async fn timed(
@@ -37,12 +38,14 @@ async fn timed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_hundred_slow_clients_do_not_starve_head_and_small_puts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(&dir.path().join("archive"), &[]);
+    let prefix = dir.path().join("archive");
+    let server = ServerProcess::start(&prefix, &[]);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let big = vec![7u8; 8 * MIB];
+    // Larger than what socket buffers and read-ahead take in, so readers really wait on the client.
+    let big = vec![7u8; 32 * MIB];
     let put = http
         .put(format!("{}/big", server.url))
         .body(big)
@@ -64,7 +67,7 @@ async fn six_hundred_slow_clients_do_not_starve_head_and_small_puts() {
         s.write_all(&part).await.unwrap();
         held.push(s);
     }
-    // Readers ask for 8 MiB and read only the first bytes of the answer.
+    // Readers ask for 32 MiB and read only the first bytes of the answer.
     for _ in 0..SLOW_READERS {
         let mut s = TcpStream::connect(&server.addr).await.unwrap();
         s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -75,8 +78,17 @@ async fn six_hundred_slow_clients_do_not_starve_head_and_small_puts() {
         assert_eq!(&first, b"HTTP/1.1 200");
         held.push(s);
     }
-    // Let the server take in what was sent.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the server take in what was sent: every writer's partial file exists.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while tree(&prefix).len() < SLOW_WRITERS + 1 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {SLOW_WRITERS} uploads started",
+            tree(&prefix).len() - 1
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let url = server.url.clone();
     let (best_head, worst_head) = timed("HEAD", |_| http.head(format!("{url}/big")), 204).await;
