@@ -5,6 +5,7 @@
 //! drain timeout, then the connections left are closed and logged.
 
 use crate::config::Config;
+use crate::framing::FirstHeadChecked;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -72,7 +73,7 @@ pub async fn serve_connections(
             },
         };
         let connection = http.serve_connection(
-            TokioIo::new(stream),
+            TokioIo::new(FirstHeadChecked::new(stream)),
             TowerToHyperService::new(router.clone()),
         );
         let mut stop = stop_rx.clone();

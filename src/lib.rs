@@ -5,6 +5,7 @@
 //! - [`cli`] and [`config`]: flags and the layered configuration.
 //! - [`server`] builds the backend, the router with its middleware, serving with graceful shutdown.
 //! - [`connections`] accepts and serves connections: header-read timeout, half-close, drain deadline.
+//! - [`framing`] refuses requests framed both by Content-Length and Transfer-Encoding.
 //! - [`telemetry`] sets up logging.
 //! - [`error`] holds the one API error type and its status table.
 //! - [`pacifica`] serves the `/{id}` files API.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod framing;
 pub mod hlm;
 pub mod metrics;
 pub mod name_check;

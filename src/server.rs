@@ -226,6 +226,9 @@ pub fn app(state: AppState) -> Router {
             crate::metrics::track,
         ))
         .with_state(state)
+        .layer(axum::middleware::from_fn(
+            crate::framing::refuse_conflicting_framing,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(trace)
         .layer(SetRequestIdLayer::x_request_id(CountingRequestId::default()))

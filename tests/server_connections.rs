@@ -230,3 +230,24 @@ fn control_characters_in_names_are_refused_and_cannot_forge_log_lines() {
         "the whole long URI was logged"
     );
 }
+
+#[test]
+fn a_request_with_content_length_and_transfer_encoding_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let server = ServerProcess::start(&prefix, &[]);
+    let mut s = connect(&server.addr);
+    // The body is not sent: the refusal must not wait for it.
+    s.write_all(
+        b"PUT /both HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("Content-Length") && answer.contains("Transfer-Encoding"),
+        "{answer}"
+    );
+    assert!(closed_by_server(&mut s, Duration::from_secs(10)));
+    assert!(tree(&prefix).is_empty(), "{:?}", tree(&prefix));
+}
