@@ -1,7 +1,6 @@
 //! From the `{id}` path segment to a backend [`Key`]: refuses anything that could name a path outside
 //! the archive (`/` from `%2F`, `..`, absolute paths, hidden names), control characters (NUL, newline,
-//! ...) and, with `use_id2filename`,
-//! anything that is not an integer in -2^63 ..= 2^64-1.
+//! ...) and, with `use_id2filename`, anything that is not an integer in -2^63 ..= 2^64-1.
 
 use crate::error::ApiError;
 use archive_core::{id2filename, parse_id, Key};
