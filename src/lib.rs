@@ -10,7 +10,8 @@
 //! - [`error`] holds the one API error type and its status table.
 //! - [`pacifica`] serves the `/{id}` files API.
 //! - [`swift`]: the Swift v1 object API with tempauth (`/auth/v1.0`, `/info`, `/v1/...`).
-//! - [`hlm`] is the HLM side (request queue, dispatcher, recall scheduler).
+//! - [`hsm`] is what both APIs share about tiers: the recall scheduler.
+//! - [`hlm`] is the HLM side (request queue, dispatcher).
 //! - [`metrics`] counts requests for Prometheus.
 //! - [`name_check`]: what every API refuses in client-chosen names (control characters).
 //! - [`upload`] turns request bodies into backend streams; [`pyjson`] writes Python-compatible JSON.
@@ -21,6 +22,7 @@ pub mod connections;
 pub mod error;
 pub mod framing;
 pub mod hlm;
+pub mod hsm;
 pub mod metrics;
 pub mod name_check;
 pub mod pacifica;
@@ -31,7 +33,7 @@ pub mod telemetry;
 pub mod upload;
 
 use archive_core::{ArchiveBackend, GetResult, Key, ReadRange};
-use hlm::recall_scheduler::RecallScheduler;
+use hsm::recall_scheduler::RecallScheduler;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +83,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The whole configuration.
     pub config: Arc<config::Config>,
-    /// The recall scheduler, when the backend has a tape tier.
+    /// The recall scheduler: running exactly when the backend has a tape tier
+    /// (`capabilities().tape_tier`), started with the state.
     pub recalls: Option<RecallScheduler>,
     /// The HLM request queue, when the HLM API is on.
     pub hlm: Option<hlm::HlmService>,
@@ -95,17 +98,23 @@ impl AppState {
         Self::with_config(backend, settings, config::Config::default())
     }
 
-    /// State over `backend` with `settings` and `config`.
+    /// State over `backend` with `settings` and `config`. When the backend has a tape tier, this
+    /// starts its recall scheduler (on the current tokio runtime); stop it with
+    /// [`shutdown_recalls`](Self::shutdown_recalls).
     pub fn with_config(
         backend: Arc<dyn ArchiveBackend>,
         settings: Settings,
         config: config::Config,
     ) -> Self {
+        let recalls = backend
+            .capabilities()
+            .tape_tier
+            .then(|| RecallScheduler::start(Arc::clone(&backend), hsm::scheduler_config(&config)));
         AppState {
             backend,
             settings: Arc::new(settings),
             config: Arc::new(config),
-            recalls: None,
+            recalls,
             hlm: None,
             metrics: Arc::default(),
         }
@@ -117,17 +126,25 @@ impl AppState {
         self
     }
 
-    /// The same state with recalls going through `scheduler`.
-    pub fn with_recalls(mut self, scheduler: RecallScheduler) -> Self {
-        self.recalls = Some(scheduler);
-        self
+    /// Whether the backend has a lower tier (tape): what the HLM API and recalls need.
+    pub fn has_tape_tier(&self) -> bool {
+        self.backend.capabilities().tape_tier
     }
 
-    /// Asks for a file to be brought to disk; returns once the request is accepted. With a tape tier
-    /// the recall is queued with the scheduler (so it joins other recalls of the same tape).
+    /// Stops the recall scheduler (if one runs): fails what has not started, lets running batches end.
+    pub async fn shutdown_recalls(&self) {
+        if let Some(recalls) = &self.recalls {
+            recalls.shutdown().await;
+        }
+    }
+
+    /// Asks for a file to be brought to disk; returns once the request is accepted. The backend's
+    /// `stage` validates the key (and is all a disk-only backend needs); with a tape tier the recall
+    /// is queued with the scheduler, so it joins other recalls of the same tape.
     pub async fn stage(&self, key: &Key) -> archive_core::Result<()> {
+        self.backend.stage(key).await?;
         let Some(recalls) = &self.recalls else {
-            return self.backend.stage(key).await;
+            return Ok(());
         };
         let status = self.backend.status(key).await?;
         if !status.is_readable_now() {

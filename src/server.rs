@@ -5,7 +5,6 @@
 use crate::config::{BackendType, Config};
 use crate::connections::{serve_connections, ConnectionLimits};
 use crate::error::ApiError;
-use crate::hlm::recall_scheduler::{RecallPolicy, RecallScheduler, RecallSchedulerConfig};
 use crate::{pacifica, swift, AppState, Settings};
 use archive_core::ArchiveBackend;
 use axum::http::{HeaderValue, Request, StatusCode};
@@ -14,7 +13,6 @@ use axum::Router;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -118,30 +116,6 @@ fn settings_of(config: &Config) -> Result<Settings, StartError> {
             "key `patch_source_dirs`: {e}"
         )))
     })
-}
-
-/// The recall scheduler for backends with a tape tier (`None` when `placement` is unsupported).
-pub async fn start_recall_scheduler(
-    config: &Config,
-    backend: &Arc<dyn ArchiveBackend>,
-) -> Option<RecallScheduler> {
-    if !has_tape_tier(backend).await {
-        return None;
-    }
-    let drives = match config.backend {
-        BackendType::Tiered => config.tiered.drives,
-        BackendType::Posix => 1,
-    };
-    Some(RecallScheduler::start(
-        Arc::clone(backend),
-        RecallSchedulerConfig {
-            drives,
-            policy: RecallPolicy::TapeOrder,
-            batch_window: Duration::from_secs_f64(config.hsm.batch_window_secs),
-            max_wait: Duration::from_secs(config.hsm.max_wait_secs),
-            ..RecallSchedulerConfig::default()
-        },
-    ))
 }
 
 /// Request ids: `<pid in hex>-<counter>`, cheap and unique per process (the pid is read once, not
@@ -265,21 +239,13 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// Whether the backend has a lower tier (it answers `placement` instead of `Unsupported`).
-pub async fn has_tape_tier(backend: &Arc<dyn ArchiveBackend>) -> bool {
-    !matches!(
-        backend.placement(&[]).await,
-        Err(archive_core::Error::Unsupported { .. })
-    )
-}
-
 /// Opens the HLM request queue when the HLM API is on and the backend has a tape tier (without one
 /// there is nothing to queue). A bad URL or an unreachable database stops start-up.
 pub async fn open_hlm(
     config: &Config,
     backend: &Arc<dyn ArchiveBackend>,
 ) -> Result<Option<crate::hlm::HlmService>, StartError> {
-    if !config.hlm.enabled || !has_tape_tier(backend).await {
+    if !config.hlm.enabled || !backend.capabilities().tape_tier {
         return Ok(None);
     }
     crate::hlm::HlmService::open(config)
@@ -303,24 +269,18 @@ pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
             "there is nothing to dispatch: `hlm.enabled` is {} and the {} backend has {} tape tier",
             config.hlm.enabled,
             opened.backend.name(),
-            if has_tape_tier(&opened.backend).await { "a" } else { "no" }
+            if opened.backend.capabilities().tape_tier { "a" } else { "no" }
         )),
         ));
     };
-    let backend = opened.backend;
-    let recalls = start_recall_scheduler(&config, &backend).await;
-    let mut state = AppState::with_config(backend, settings, config.clone()).with_hlm(hlm.clone());
-    if let Some(recalls) = &recalls {
-        state = state.with_recalls(recalls.clone());
-    }
+    let state =
+        AppState::with_config(opened.backend, settings, config.clone()).with_hlm(hlm.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let dispatcher = tokio::spawn(crate::hlm::dispatcher::run(state, hlm, stop_rx));
+    let dispatcher = tokio::spawn(crate::hlm::dispatcher::run(state.clone(), hlm, stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
-    if let Some(recalls) = recalls {
-        recalls.shutdown().await;
-    }
+    state.shutdown_recalls().await;
     Ok(())
 }
 
@@ -340,7 +300,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         .map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
     let backend = opened.backend;
-    let recalls = start_recall_scheduler(&config, &backend).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let policy = opened.tiered.map(|tiered| {
         let mut stop = stop_rx.clone();
@@ -351,9 +310,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(backend = backend.name(), prefix = %config.prefix.display(), "Pacifica Archive Interface Up and Running");
     tracing::info!("listening on http://{local}");
     let mut state = AppState::with_config(backend, settings, config.clone());
-    if let Some(recalls) = &recalls {
-        state = state.with_recalls(recalls.clone());
-    }
     if let Some(hlm) = &hlm {
         state = state.with_hlm(hlm.clone());
     }
@@ -366,14 +322,12 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         _ => None,
     };
     let limits = ConnectionLimits::from_config(&config);
-    let served = serve(listener, app(state), limits, shutdown_signal()).await;
+    let served = serve(listener, app(state.clone()), limits, shutdown_signal()).await;
     let _ = stop_tx.send(true);
     if let Some(dispatcher) = dispatcher {
         let _ = dispatcher.await;
     }
-    if let Some(recalls) = recalls {
-        recalls.shutdown().await;
-    }
+    state.shutdown_recalls().await;
     if let Some(policy) = policy {
         let _ = policy.await;
     }

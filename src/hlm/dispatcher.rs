@@ -286,11 +286,7 @@ async fn run_request(
             };
             // Submitted together (the scheduler batches them by tape), awaited in slices so that the
             // progress counters move while the recall runs.
-            let tickets: Vec<_> = keys
-                .chunks(100)
-                .map(|slice| recalls.submit(slice.to_vec()))
-                .collect();
-            for ticket in tickets {
+            for ticket in recalls.submit_in_slices(&keys, 100) {
                 if let Some(stop) = tally(ticket.wait().await, &mut progress) {
                     return stop;
                 }

@@ -84,12 +84,16 @@ fn parse_op(command: &str) -> Option<Op> {
     command.parse().ok()
 }
 
-/// The backend must have a tape tier for migrate and recall to mean anything.
-fn require_hsm(state: &AppState, op: Op) -> ApiResult<()> {
-    if state.recalls.is_none() {
+/// Every HLM route needs a backend with a tape tier: without one there is nothing to migrate, recall,
+/// report or queue, and the answer is 501 naming the backend.
+fn require_tape_tier(state: &AppState) -> ApiResult<()> {
+    if !state.has_tape_tier() {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            format!("The {} backend does not support {op}", state.backend.name()),
+            format!(
+                "The {} backend has no tape tier: the HLM API is not available",
+                state.backend.name()
+            ),
         ));
     }
     Ok(())
@@ -136,6 +140,7 @@ async fn hlm_command(
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
+    require_tape_tier(state)?;
     let command = command.to_ascii_lowercase();
     let allow = match command.as_str() {
         "status" | "requests" => "GET",
@@ -202,7 +207,6 @@ async fn submit(
     container: &str,
     object: Option<&str>,
 ) -> ApiResult<Response> {
-    require_hsm(state, op)?;
     let hlm = service(state)?;
     if let Err(not_found) = keys_of(state, account, container, object).await? {
         return Ok(not_found);
@@ -388,11 +392,11 @@ async fn requests(
         after: paged.then(|| RequestId(query.marker.unwrap_or(0))),
         ..RequestFilter::default()
     };
-    // Without a tape tier no queue runs, and no request can exist.
-    let mut records = match &state.hlm {
-        Some(hlm) => hlm.queue.list(&filter).await.map_err(queue_error)?,
-        None => Vec::new(),
-    };
+    let mut records = service(state)?
+        .queue
+        .list(&filter)
+        .await
+        .map_err(queue_error)?;
     let next_marker = if paged && records.len() > page_size as usize {
         records.truncate(page_size as usize);
         records.last().map(|r| r.id)
@@ -448,6 +452,7 @@ async fn bulk(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    require_tape_tier(state)?;
     let op = parse_op(command).ok_or_else(|| {
         ApiError::bad_request(format!(
             "Unknown bulk HLM command {command:?}: expected migrate, premigrate or recall"
@@ -479,7 +484,6 @@ async fn bulk(
     } else {
         ids_target(state, headers, &document.ids)?
     };
-    require_hsm(state, op)?;
     let hlm = service(state)?;
     let id = hlm
         .queue
@@ -581,6 +585,7 @@ async fn get_request(
     headers: HeaderMap,
 ) -> Response {
     async {
+        require_tape_tier(&state)?;
         let hlm = service(&state)?;
         let record = hlm.queue.get(RequestId(id)).await.map_err(queue_error)?;
         let Some(record) = record else {

@@ -135,8 +135,10 @@ pub trait ArchiveBackend: Send + Sync + std::fmt::Debug + 'static {
     /// The status of one file.
     async fn status(&self, key: &Key) -> Result<FileStatus>;
 
-    /// Asks for the file to be brought to disk; returns once the request is accepted (not necessarily
-    /// done). A no-op for disk-only backends, but the key must exist.
+    /// Checks that the file can be staged and accepts the request; the key must exist. A no-op for
+    /// disk-only backends. A backend with a tape tier does not start a recall here either: the server
+    /// sends every recall through its recall scheduler (which calls [`recall`](Self::recall) in tape
+    /// order, batched with other requests), so that no recall bypasses the scheduling.
     async fn stage(&self, key: &Key) -> Result<()>;
 
     /// Moves an existing server-side file (already checked against the allowed source directories) in

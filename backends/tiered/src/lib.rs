@@ -349,22 +349,10 @@ impl ArchiveBackend for TieredBackend {
         self.inner.status(key).await
     }
 
-    /// Accepts the request at once; a migrated file is recalled in the background. (The server sends
-    /// recalls through its scheduler instead; this is for callers without one.)
+    /// Validates and accepts: the key must exist. Nothing is read from tape here: recalls go through
+    /// the server's recall scheduler (`recall`), which batches them with other recalls of the same tape.
     async fn stage(&self, key: &Key) -> Result<()> {
-        let st = self.inner.status(key).await?;
-        if st.state == HsmState::Migrated {
-            let inner = Arc::clone(&self.inner);
-            let key = key.clone();
-            tokio::spawn(async move {
-                for (key, outcome) in inner.recall_keys(&[key]).await {
-                    if let Err(e) = outcome {
-                        tracing::warn!(%key, error = %e, "background recall failed");
-                    }
-                }
-            });
-        }
-        Ok(())
+        self.inner.status(key).await.map(drop)
     }
 
     async fn adopt(&self, key: &Key, source: &Path, overwrite: bool) -> Result<()> {

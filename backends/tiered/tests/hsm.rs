@@ -363,3 +363,25 @@ async fn a_cold_tier_visible_in_the_prefix_is_refused() {
     )
     .unwrap();
 }
+
+/// `stage` validates and accepts, but reads nothing from tape: recalls go through the server's recall
+/// scheduler, never around it.
+#[tokio::test]
+async fn stage_accepts_without_reading_tape() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path(), small_library());
+    put(&b, "1", b"one").await;
+    for (_, r) in b.migrate(&[key("1")]).await.unwrap() {
+        r.unwrap();
+    }
+    let reads = b.tape_stats().reads.len();
+    b.stage(&key("1")).await.unwrap();
+    assert!(matches!(
+        b.stage(&key("missing")).await,
+        Err(Error::NotFound { .. })
+    ));
+    // Time for a recall started in the background, had there been one, to finish.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(b.tape_stats().reads.len(), reads, "stage read from tape");
+    assert_eq!(b.status(&key("1")).await.unwrap().state, HsmState::Migrated);
+}
