@@ -141,7 +141,8 @@ impl HlmConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HsmConfig {
-    /// Seconds new recall work waits for more work on the same tape before it is dispatched.
+    /// Seconds new recall work for a tape that is not mounted waits for more work on the same tape
+    /// before it is dispatched (work for a mounted tape goes as soon as a drive is free).
     pub batch_window_secs: f64,
     /// Recall work that has waited this many seconds goes before any other (no starvation).
     pub max_wait_secs: u64,
