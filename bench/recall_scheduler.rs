@@ -271,7 +271,7 @@ async fn lower_bound(template: &std::path::Path) -> f64 {
     let (_dir, backend) = open_copy(template);
     let mounted = backend.mounted_volumes().await;
     let work = workload();
-    let mut files_per_tape = vec![0usize; TAPES];
+    let mut files_per_tape = [0usize; TAPES];
     for request in &work {
         for &f in &request.files {
             files_per_tape[f / FILES_PER_TAPE] += 1;

@@ -1215,6 +1215,7 @@ mod tests {
             "{touched} entries touched for 20,000 keys"
         );
         // Pooled by tape across tickets: at most 1000 files a batch, so 20 batches, in position order.
+        s.shutdown().await;
         let batches = b.batches.lock().unwrap();
         assert_eq!(batches.len(), 20);
         for batch in batches.iter() {
@@ -1229,8 +1230,6 @@ mod tests {
                 "{volume} out of order"
             );
         }
-        drop(batches);
-        s.shutdown().await;
     }
 
     /// `batch_window` as the README and the configuration describe it: a lone recall of a file on a
