@@ -262,19 +262,25 @@ async fn run_fifo_merging(template: &std::path::Path) -> Outcome {
     summarize(waits, makespan, backend.tape_stats().mounts)
 }
 
-/// A lower bound on the makespan, from the same tape model: each needed tape costs at least one mount
-/// (unless it is mounted when the run starts) plus the reading of its files (locates, unmounts and
-/// rewinds count as free); the drives share that work at best evenly, no tape's work is split between
-/// drives at once, and nothing ends before the last request arrives and one file is read. No schedule
-/// can do better; the real optimum is above it.
+/// A lower bound on the makespan, from the same tape model: each needed tape costs at least the reading
+/// of its files and, unless it is mounted when the run starts, one mount and the travel of the head
+/// from the beginning of the tape to the end of its farthest file, less the ground covered while reading
+/// (unmounts, rewinds and every other locate count as free); the drives share that work at best evenly,
+/// no tape's work is split between drives at once, and nothing ends before the last request arrives and
+/// one file is read. No schedule can do better; the real optimum is above it.
 async fn lower_bound(template: &std::path::Path) -> f64 {
     let (_dir, backend) = open_copy(template);
+    let config = library_config("unused".into(), 1.0);
     let mounted = backend.mounted_volumes().await;
     let work = workload();
     let mut files_per_tape = [0usize; TAPES];
+    let mut farthest_end = [0u64; TAPES];
     for request in &work {
         for &f in &request.files {
-            files_per_tape[f / FILES_PER_TAPE] += 1;
+            let tape = f / FILES_PER_TAPE;
+            files_per_tape[tape] += 1;
+            let end = (f % FILES_PER_TAPE + 1) as u64 * FILE_SIZE;
+            farthest_end[tape] = farthest_end[tape].max(end);
         }
     }
     let per_tape: Vec<f64> = files_per_tape
@@ -282,12 +288,15 @@ async fn lower_bound(template: &std::path::Path) -> f64 {
         .enumerate()
         .filter(|(_, &n)| n > 0)
         .map(|(tape, &n)| {
-            let mount = if mounted.contains(&archive_tiered::volume_name(tape)) {
+            // A tape mounted at the start may have its head anywhere: no mount, no travel counted.
+            let mount_and_travel = if mounted.contains(&archive_tiered::volume_name(tape)) {
                 0.0
             } else {
                 MOUNT_SECS
+                    + farthest_end[tape].saturating_sub(n as u64 * FILE_SIZE) as f64
+                        / config.locate_bytes_per_sec
             };
-            mount + n as f64 * READ_SECS
+            mount_and_travel + n as f64 * READ_SECS
         })
         .collect();
     let longest_tape = per_tape.iter().copied().fold(0.0, f64::max);
