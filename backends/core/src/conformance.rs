@@ -1,13 +1,23 @@
 //! The conformance suite every backend runs against itself: the contracts of [`ArchiveBackend`] written
 //! down as checks. A backend crate runs it with
 //! `archive_core::conformance_tests!(async_fn_returning_a_Fixture);`.
+//!
+//! The suite sees the backend's raw storage too ([`Fixture::raw_files`]): a failed operation must leave
+//! it exactly as it was, so a leaked temporary file or a half-written one fails the suite even where
+//! the backend's own listing hides it. Failures are injected after more data than any internal buffer
+//! holds has been written ([`CUT_AFTER`]).
 
 use crate::{ArchiveBackend, ByteStream, Error, HsmState, Key, PutOptions, ReadRange};
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Lists every file a backend keeps in its storage: data, partial and hidden files, journals,
+/// metadata records; whatever a failed operation could leave behind. Blocking.
+pub type RawFiles = Arc<dyn Fn() -> BTreeSet<String> + Send + Sync>;
 
 /// A fresh, empty backend for one check, with a scratch directory outside it (for `adopt` sources) and
 /// whatever must stay alive while the check runs (temporary directories, servers).
@@ -16,8 +26,55 @@ pub struct Fixture {
     pub backend: Arc<dyn ArchiveBackend>,
     /// A writable directory outside the backend, on the same filesystem when that matters.
     pub scratch: PathBuf,
+    /// The raw storage under the backend (for file-system backends: [`files_under`] its directories).
+    pub raw_files: RawFiles,
     /// Dropped after the check.
     pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// [`RawFiles`] of backends that keep everything in directories: every entry that is not a directory
+/// (hidden ones included) below `dirs`, as full paths.
+pub fn files_under(dirs: Vec<PathBuf>) -> RawFiles {
+    Arc::new(move || {
+        let mut out = BTreeSet::new();
+        let mut stack = dirs.clone();
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => stack.push(entry.path()),
+                    _ => {
+                        out.insert(entry.path().display().to_string());
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Bytes a failing upload delivers before it fails: more than any backend buffers in memory, so the
+/// backend has written to its storage by then.
+pub const CUT_AFTER: usize = 9 * 1024 * 1024;
+
+async fn raw(f: &Fixture) -> BTreeSet<String> {
+    let list = Arc::clone(&f.raw_files);
+    tokio::task::spawn_blocking(move || list())
+        .await
+        .expect("raw listing")
+}
+
+/// Asserts that the raw storage is back to `before` after a failed operation.
+async fn assert_raw_unchanged(f: &Fixture, before: &BTreeSet<String>, after_what: &str) {
+    let after = raw(f).await;
+    let left: Vec<_> = after.difference(before).collect();
+    let lost: Vec<_> = before.difference(&after).collect();
+    assert!(
+        left.is_empty() && lost.is_empty(),
+        "{after_what}: raw storage changed; left behind {left:?}, lost {lost:?}"
+    );
 }
 
 impl std::fmt::Debug for Fixture {
@@ -36,7 +93,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             round_trip, empty_file, large_multi_chunk_file, mtime_is_recorded, write_once,
             overwrite_when_asked, failed_body_leaves_nothing, length_mismatch_leaves_nothing,
-            concurrent_puts_have_one_winner, ranges, missing_keys_are_not_found, delete_removes,
+            concurrent_puts_have_one_winner, longest_file_name, ranges, missing_keys_are_not_found, delete_removes,
             stage_accepts_existing_files, adopt_moves_a_file_in, adopt_refuses_an_existing_key,
             list_is_sorted_and_complete, status_many_reports_per_key, nested_keys);
     };
@@ -186,32 +243,53 @@ pub async fn overwrite_when_asked(f: &Fixture) {
     assert_eq!(read_all(b, &k, ReadRange::All).await, b"second!");
 }
 
-fn broken_body(good: Vec<u8>) -> ByteStream {
-    stream::iter(vec![
-        Ok(Bytes::from(good)),
+/// A body that delivers [`CUT_AFTER`] bytes, waits until the backend has written something to its
+/// raw storage (at most 30 s: a backend may buffer), then fails as a vanished client does.
+fn cut_body(f: &Fixture, before: BTreeSet<String>) -> ByteStream {
+    let list = Arc::clone(&f.raw_files);
+    let data = stream::iter(
+        (0..CUT_AFTER / (1 << 20)).map(|i| Ok(Bytes::from(pattern(1 << 20, i as u8)))),
+    );
+    let failure = stream::once(async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            let list = Arc::clone(&list);
+            if tokio::task::spawn_blocking(move || list())
+                .await
+                .expect("raw listing")
+                != before
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Err(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "client went away",
-        )),
-    ])
-    .boxed()
+        ))
+    });
+    data.chain(failure).boxed()
 }
 
-/// A body that fails part-way stores nothing, and does not touch an existing file.
+/// A body that fails part-way, after data reached the storage, stores nothing, leaves nothing in the
+/// raw storage, and does not touch an existing file.
 pub async fn failed_body_leaves_nothing(f: &Fixture) {
     let b = &*f.backend;
     let k = key("cut");
+    let before = raw(f).await;
     assert!(b
-        .put(&k, broken_body(vec![1; 100_000]), PutOptions::default())
+        .put(&k, cut_body(f, before.clone()), PutOptions::default())
         .await
         .is_err());
     assert!(matches!(b.status(&k).await, Err(Error::NotFound { .. })));
     assert!(b.list("").await.unwrap().is_empty(), "debris left behind");
+    assert_raw_unchanged(f, &before, "a cut-off upload").await;
     put(b, &k, b"kept").await;
+    let before = raw(f).await;
     let res = b
         .put(
             &k,
-            broken_body(vec![2; 10]),
+            cut_body(f, before.clone()),
             PutOptions {
                 overwrite: true,
                 ..Default::default()
@@ -221,17 +299,29 @@ pub async fn failed_body_leaves_nothing(f: &Fixture) {
     assert!(res.is_err());
     assert_eq!(read_all(b, &k, ReadRange::All).await, b"kept");
     assert_eq!(b.list("").await.unwrap().len(), 1, "debris left behind");
+    assert_raw_unchanged(f, &before, "a cut-off overwrite").await;
 }
 
-/// A body shorter or longer than `expected_len` is refused with `InvalidArgument` and stores nothing.
+/// A body shorter or longer than `expected_len` is refused with `InvalidArgument` and stores nothing,
+/// for small bodies and for bodies larger than any buffer (found out after data was written).
 pub async fn length_mismatch_leaves_nothing(f: &Fixture) {
     let b = &*f.backend;
     let k = key("short");
-    for expected in [11, 9] {
+    let before = raw(f).await;
+    for (len, expected) in [
+        (10, 11),
+        (10, 9),
+        (CUT_AFTER, CUT_AFTER as u64 + 1),
+        (CUT_AFTER, CUT_AFTER as u64 - 1),
+    ] {
+        let chunks = pattern(len, 9)
+            .chunks(1 << 20)
+            .map(|c| c.to_vec())
+            .collect();
         let err = b
             .put(
                 &k,
-                body_of(vec![vec![0; 10]]),
+                body_of(chunks),
                 PutOptions {
                     expected_len: Some(expected),
                     ..Default::default()
@@ -241,13 +331,35 @@ pub async fn length_mismatch_leaves_nothing(f: &Fixture) {
             .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
         assert!(matches!(b.status(&k).await, Err(Error::NotFound { .. })));
+        assert_raw_unchanged(
+            f,
+            &before,
+            &format!("{len} bytes sent, {expected} announced"),
+        )
+        .await;
     }
     assert!(b.list("").await.unwrap().is_empty(), "debris left behind");
 }
 
-/// Eight concurrent puts of one key: exactly one wins, the rest get `AlreadyExists`, content is whole.
+/// A key whose last segment has 255 bytes (the longest name a file system takes) stores and reads:
+/// the backend's temporary names must not be longer than the names it stores.
+pub async fn longest_file_name(f: &Fixture) {
+    let b = &*f.backend;
+    let k = key(&format!("dir/{}", "n".repeat(255)));
+    let data = pattern(2 * 1024 * 1024 + 3, 5);
+    put(b, &k, &data).await;
+    assert!(
+        read_all(b, &k, ReadRange::All).await == data,
+        "content differs"
+    );
+    assert_eq!(b.list("dir/").await.unwrap().len(), 1);
+}
+
+/// Eight concurrent puts of one key: exactly one wins, the rest get `AlreadyExists`, content is whole;
+/// once the winner is deleted, the raw storage holds nothing more than before (no loser's debris).
 pub async fn concurrent_puts_have_one_winner(f: &Fixture) {
     let k = key("race");
+    let before = raw(f).await;
     let mut tasks = Vec::new();
     for i in 0..8u8 {
         let backend = Arc::clone(&f.backend);
@@ -272,6 +384,8 @@ pub async fn concurrent_puts_have_one_winner(f: &Fixture) {
     let data = read_all(&*f.backend, &k, ReadRange::All).await;
     assert_eq!(data.len(), 256 * 1024);
     assert!(data.iter().all(|&x| x == data[0]), "mixed content");
+    f.backend.delete(&k).await.expect("delete the winner");
+    assert_raw_unchanged(f, &before, "a race of puts, then a delete").await;
 }
 
 /// Ranges are served exactly and clamped to the file.

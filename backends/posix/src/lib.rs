@@ -2,9 +2,11 @@
 //! target directory and linked in only when complete and durable; reads stream from a reader thread.
 //!
 //! Module map: [`staging`] (atomic, durable, write-once writes), [`reader`] (streaming reads),
-//! [`walk`] (listing and the start-up sweep of interrupted writes), [`error`] (precise private errors).
+//! [`walk`] (listing and the start-up sweep of interrupted writes), [`instance`] (which process owns a
+//! partial file, so that several processes can share a prefix), [`error`] (precise private errors).
 
 mod error;
+mod instance;
 mod reader;
 mod staging;
 mod walk;
@@ -15,9 +17,12 @@ use archive_core::{
 };
 use async_trait::async_trait;
 use error::PosixError;
+use instance::Instance;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use instance::INSTANCES_DIR;
 pub use staging::{is_partial_name, CHUNK_SIZE};
 pub use walk::{sweep_partials, STATE_DIR_PREFIX};
 
@@ -25,16 +30,20 @@ pub use walk::{sweep_partials, STATE_DIR_PREFIX};
 #[derive(Debug, Clone)]
 pub struct PosixBackend {
     root: PathBuf,
+    /// This process's registration in the root; names the owner of every partial file it writes.
+    instance: Arc<Instance>,
 }
 
 impl PosixBackend {
-    /// Opens (creating if needed) the archive rooted at `root`. The root is made absolute so that
-    /// `X-Pacifica-File` shows a full path whatever the working directory.
+    /// Opens (creating if needed) the archive rooted at `root` and registers this process as one of
+    /// its users (see [`instance`]). The root is made absolute so that `X-Pacifica-File` shows a full
+    /// path whatever the working directory.
     pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
         let root = std::path::absolute(&root)?;
-        Ok(PosixBackend { root })
+        let instance = Arc::new(Instance::register(&root)?);
+        Ok(PosixBackend { root, instance })
     }
 
     /// The directory the archive lives in.
@@ -95,7 +104,14 @@ impl ArchiveBackend for PosixBackend {
     }
 
     async fn put(&self, key: &Key, body: ByteStream, options: PutOptions) -> Result<PutOutcome> {
-        staging::put_stream(key.clone(), self.path_of(key), body, options).await
+        staging::put_stream(
+            Arc::clone(&self.instance),
+            key.clone(),
+            self.path_of(key),
+            body,
+            options,
+        )
+        .await
     }
 
     async fn get(&self, key: &Key, range: ReadRange) -> Result<GetResult> {
@@ -119,6 +135,7 @@ impl ArchiveBackend for PosixBackend {
 
     async fn adopt(&self, key: &Key, source: &Path, overwrite: bool) -> Result<()> {
         staging::adopt(
+            Arc::clone(&self.instance),
             key.clone(),
             self.path_of(key),
             source.to_path_buf(),

@@ -3,10 +3,12 @@
 //! A body is written to a hidden partial file in the target directory, fsynced, given its mtime and mode
 //! 0444, then linked in under its name with `renameat2(RENAME_NOREPLACE)` (or a plain rename when
 //! overwriting), and the directory is fsynced. Until that last step nothing is visible under the key; a
-//! partial file is removed by `Drop` on every error path, and by [`crate::sweep_partials`] after a crash.
+//! partial file is removed by `Drop` on every error path, and by [`crate::sweep_partials`] after a crash
+//! of its owner (the [`Instance`] its name carries).
 
 use crate::blocking;
 use crate::error::{is_out_of_space, PosixError};
+use crate::instance::Instance;
 use archive_core::{ByteStream, Error, Key, PutOptions, PutOutcome, Result};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,6 +17,7 @@ use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Bytes gathered before one write to disk (and the unit of reads).
 pub const CHUNK_SIZE: usize = 1 << 20;
@@ -23,31 +26,49 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 /// Most chunks gathered into one vectored write.
 const MAX_BATCH_CHUNKS: usize = 256;
 const PARTIAL_SUFFIX: &str = ".partial";
+/// Bytes of the target's name kept in a partial file's name (for whoever looks at the directory): the
+/// rest of the name (instance id, counter, suffix) must fit in NAME_MAX (255) with it.
+const PARTIAL_STEM_MAX: usize = 64;
 
 static NEXT_PARTIAL: AtomicU64 = AtomicU64::new(0);
-/// The process id, read once (a syscall per write otherwise).
-static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
 
 /// Whether a directory entry is one of our partial files.
 pub fn is_partial_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
 }
 
-fn partial_path_for(target: &Path) -> PathBuf {
+/// The instance id a partial file name carries (`.<stem>.<instance>-<n>.partial`); `None` for names
+/// that are not partial files.
+pub(crate) fn partial_owner(name: &str) -> Option<&str> {
+    let inner = name.strip_prefix('.')?.strip_suffix(PARTIAL_SUFFIX)?;
+    let (_, tail) = inner.rsplit_once('.')?;
+    Some(tail.split_once('-').map_or(tail, |(owner, _)| owner))
+}
+
+/// `.<stem>.<instance>-<n>.partial`: at most 1 + 64 + 1 + 16 + 1 + 20 + 8 bytes, so a partial file
+/// can be created for any target name the file system accepts.
+fn partial_path_for(target: &Path, instance: &Instance) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
+    let mut stem_len = name.len().min(PARTIAL_STEM_MAX);
+    while !name.is_char_boundary(stem_len) {
+        stem_len -= 1;
+    }
     let n = NEXT_PARTIAL.fetch_add(1, Ordering::Relaxed);
     target.with_file_name(format!(
-        ".{name}.{}-{n}{PARTIAL_SUFFIX}",
-        PID.get_or_init(std::process::id)
+        ".{}.{}-{n}{PARTIAL_SUFFIX}",
+        &name[..stem_len],
+        instance.id()
     ))
 }
 
 /// A partial file being written. Dropping it without [`Staged::commit`] removes it.
 struct Staged {
     key: Key,
+    /// The owner named in the partial file's name, kept registered until the file is gone.
+    _instance: Arc<Instance>,
     target: PathBuf,
     partial: PathBuf,
     file: Option<File>,
@@ -57,13 +78,13 @@ struct Staged {
 }
 
 impl Staged {
-    fn create(key: Key, target: PathBuf) -> Result<Self> {
+    fn create(key: Key, target: PathBuf, instance: Arc<Instance>) -> Result<Self> {
         if target.is_dir() {
             return Err(Error::InvalidArgument(format!(
                 "Can't open {key} for writing: a directory of that name exists"
             )));
         }
-        let partial = partial_path_for(&target);
+        let partial = partial_path_for(&target, &instance);
         // Mode 0444 from the start (the descriptor stays writable): archive files are read-only.
         let open = || {
             OpenOptions::new()
@@ -87,6 +108,7 @@ impl Staged {
         .map_err(|e| PosixError::Open(partial.clone(), e).into_core(&key))?;
         Ok(Staged {
             key,
+            _instance: instance,
             target,
             partial,
             file: Some(file),
@@ -221,6 +243,7 @@ fn too_long(expected: u64) -> Error {
 /// larger ones are written one batch per trip, with the next batch gathered meanwhile, so memory stays
 /// bounded whatever the size. Chunks are passed on as received (no copying).
 pub(crate) async fn put_stream(
+    instance: Arc<Instance>,
     key: Key,
     target: PathBuf,
     mut body: ByteStream,
@@ -268,7 +291,7 @@ pub(crate) async fn put_stream(
         return blocking(move || {
             // A taken key is refused by the no-replace link in `commit` (no stat first: the body is
             // here already, and the link settles races with concurrent writers anyway).
-            let mut staged = Staged::create(key, target)?;
+            let mut staged = Staged::create(key, target, instance)?;
             staged.write_chunks(&batch)?;
             staged.commit(&options)
         })
@@ -281,7 +304,7 @@ pub(crate) async fn put_stream(
     let (writer_key, writer_options) = (key.clone(), options.clone());
     let mut writing = tokio::task::spawn_blocking(move || -> Result<Staged> {
         refuse_existing(&writer_key, &target, &writer_options)?;
-        let mut staged = Staged::create(writer_key, target)?;
+        let mut staged = Staged::create(writer_key, target, instance)?;
         staged.write_chunks(&batch)?;
         Ok(staged)
     });
@@ -340,6 +363,7 @@ fn body_error(key: &Key, e: io::Error) -> Error {
 /// Moves a server-side file in under `target` (PATCH). A rename when source and archive share a
 /// filesystem; otherwise a durable copy through a partial file, then the source is removed.
 pub(crate) async fn adopt(
+    instance: Arc<Instance>,
     key: Key,
     target: PathBuf,
     source: PathBuf,
@@ -384,7 +408,7 @@ pub(crate) async fn adopt(
         }
         let mut from =
             File::open(&source).map_err(|e| PosixError::Open(source.clone(), e).into_core(&key))?;
-        let mut staged = Staged::create(key.clone(), target)?;
+        let mut staged = Staged::create(key.clone(), target, instance)?;
         let file = staged.file.as_mut().expect("open");
         staged.written = io::copy(&mut from, file)
             .map_err(|e| PosixError::Write(staged.partial.clone(), e).into_core(&key))?;

@@ -1,8 +1,10 @@
 //! Walking the archive tree: prefix listings, and the start-up sweep that removes partial files left
-//! by a crash in the middle of a write.
+//! by a crash in the middle of a write (only those whose owning instance is gone).
 
 use crate::error::PosixError;
+use crate::instance::{Owners, INSTANCES_DIR};
 use crate::is_partial_name;
+use crate::staging::partial_owner;
 use archive_core::{Key, ListEntry, Result};
 use std::path::Path;
 
@@ -74,24 +76,76 @@ pub(crate) fn list(root: &Path, prefix: &str) -> Result<Vec<ListEntry>> {
     Ok(out)
 }
 
-/// Removes partial files under `root` left by writes that a crash interrupted, and returns how many.
-/// Meant for start-up, before this server accepts writes: a partial file then belongs to no one.
+/// Removes the partial files under `root` whose owner is gone (a process that crashed in the middle of
+/// a write), and returns how many. Partial files of live instances (this process, another server or a
+/// dispatcher on the same prefix) are kept. Server state directories are swept too (Swift metadata
+/// records are written through partial files like any other), except another archive root nested in
+/// this one (a tiered backend's cold tier): its partial files name owners registered there, and its
+/// backend sweeps it.
+///
+/// The walk goes on past what it cannot read (a `lost+found` readable only by root, a directory or
+/// file removed while it runs), logging it: one bad directory must not keep the server from starting.
+/// Blocking: call it off the async runtime.
 pub fn sweep_partials(root: &Path) -> std::io::Result<usize> {
+    sweep_with(root, |_| {})
+}
+
+/// [`sweep_partials`], calling `listed` after each directory has been read and before its entries
+/// are handled (tests remove entries there, as a concurrent process could).
+fn sweep_with(root: &Path, mut listed: impl FnMut(&Path)) -> std::io::Result<usize> {
+    // The root itself must be readable: without it nothing could be stored either.
+    std::fs::read_dir(root)?;
+    let mut owners = Owners::survey(root);
     let mut removed = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let file_type = entry.file_type()?;
+        let entries: Vec<_> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries.collect(),
+            Err(e) => {
+                skip(&dir, &e);
+                continue;
+            }
+        };
+        listed(&dir);
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    skip(&dir, &e);
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if file_type.is_dir() && !name.starts_with(STATE_DIR_PREFIX) {
-                stack.push(entry.path());
+            if file_type.is_dir() {
+                let nested_root = path.join(INSTANCES_DIR).is_dir();
+                if name != INSTANCES_DIR && !nested_root {
+                    stack.push(path);
+                }
             } else if file_type.is_file() && is_partial_name(&name) {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
+                let owner = partial_owner(&name).unwrap_or_default();
+                if owners.is_alive(owner) {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => skip(&path, &e),
+                }
             }
         }
     }
+    owners.forget_dead();
     Ok(removed)
+}
+
+fn skip(path: &Path, error: &std::io::Error) {
+    // Vanished since it was listed: nothing to sweep there.
+    if error.kind() != std::io::ErrorKind::NotFound {
+        tracing::warn!(path = %path.display(), %error, "sweep of partial files: skipped");
+    }
 }

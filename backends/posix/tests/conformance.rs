@@ -1,6 +1,6 @@
 //! The shared conformance suite, run against the posix backend.
 
-use archive_core::conformance::Fixture;
+use archive_core::conformance::{files_under, Fixture};
 use archive_posix::PosixBackend;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ async fn posix_fixture() -> Fixture {
     Fixture {
         backend: Arc::new(backend),
         scratch,
+        raw_files: files_under(vec![dir.path().join("archive")]),
         guard: Box::new(dir),
     }
 }

@@ -1,7 +1,8 @@
 //! The shared conformance suite, run against the tiered backend (cold tier at its default place
-//! inside the prefix, so the listing must skip it).
+//! inside the prefix, so the listing must skip it). Its raw storage is the whole prefix: the disk tier,
+//! the cold tier, the catalog journal and the instance locks.
 
-use archive_core::conformance::Fixture;
+use archive_core::conformance::{files_under, Fixture};
 use archive_tiered::{TieredBackend, TieredConfig};
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ async fn tiered_fixture() -> Fixture {
     Fixture {
         backend: Arc::new(backend),
         scratch,
+        raw_files: files_under(vec![dir.path().join("archive")]),
         guard: Box::new(dir),
     }
 }
