@@ -57,8 +57,19 @@ pub struct OpenedBackend {
     pub tiered: Option<Arc<archive_tiered::TieredBackend>>,
 }
 
+/// [`build_backend`] on the blocking pool: opening walks the whole prefix (the sweep of partial files,
+/// the tiered backend's repair), which must not stall the async runtime.
+pub async fn open_backend(config: &Config) -> Result<OpenedBackend, StartError> {
+    let config = config.clone();
+    match tokio::task::spawn_blocking(move || build_backend(&config)).await {
+        Ok(opened) => opened,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Opens the configured backend (validating it and repairing what a crash left behind), then sweeps
-/// partial files left by interrupted writes.
+/// the partial files whose writer is gone (those of other live processes on the prefix stay).
+/// Blocking: async callers use [`open_backend`].
 pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
     let name = match config.backend {
         BackendType::Posix => "posix",
@@ -262,7 +273,7 @@ pub async fn open_hlm(
 /// HTTP, until SIGTERM or ctrl-c. For several instances sharing a PostgreSQL queue.
 pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
     let settings = settings_of(&config)?;
-    let opened = build_backend(&config)?;
+    let opened = open_backend(&config).await?;
     let Some(hlm) = open_hlm(&config, &opened.backend).await? else {
         return Err(StartError::Config(
             crate::config::ConfigError::from_message(format!(
@@ -288,7 +299,7 @@ pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
 /// before a client can connect), then serves until SIGTERM or ctrl-c.
 pub async fn run(config: Config) -> Result<(), StartError> {
     let settings = settings_of(&config)?;
-    let opened = build_backend(&config)?;
+    let opened = open_backend(&config).await?;
     let hlm = open_hlm(&config, &opened.backend).await?;
     let bind = |source| StartError::Bind {
         address: config.address.clone(),

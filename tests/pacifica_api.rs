@@ -681,3 +681,15 @@ async fn metrics_count_requests_by_method_and_status() {
         assert!(text.contains(line), "{line} missing in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn an_id_of_255_bytes_stores_and_reads() {
+    let app = test_app(|_, _| {});
+    let id = "7".repeat(255);
+    // Larger than one write chunk, so the body goes through a partial file written in several steps.
+    let data = vec![42u8; 3 * 1024 * 1024 + 1];
+    assert_eq!(app.put(&id, &data).await, 201);
+    let (status, _, body) = app.call("GET", &format!("/{id}"), Body::empty()).await;
+    assert_eq!(status, 200);
+    assert!(body == data, "content differs");
+}

@@ -4,9 +4,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::server::{binary, tree, ServerProcess};
+use common::server::{binary, raw_request, tree, wait_for_partials, ServerProcess};
 use futures::StreamExt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
@@ -113,14 +113,6 @@ async fn assert_absent_then_writable(url: &str, id: &str) {
     );
 }
 
-fn raw_request(addr: &str, head: &str, body: &[u8]) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    s
-}
-
 async fn wait_for_no_files(dir: &std::path::Path, expected: usize) -> Vec<std::path::PathBuf> {
     for _ in 0..200 {
         let files = tree(dir);
@@ -137,16 +129,18 @@ async fn cut_off_upload_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("archive");
     let server = ServerProcess::start(&prefix, &[]);
-    // 3 MiB announced, a bit over 1 MiB sent (so the writer thread has started), then the client vanishes.
+    // 8 MiB announced, 3 MiB sent; once part of it is on disk, the client vanishes.
     let head = format!(
         "PUT /cut HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        3 * MIB
+        8 * MIB
     );
-    let s = raw_request(&server.addr, &head, &vec![1u8; MIB + 4096]);
+    let s = raw_request(&server.addr, &head, &vec![1u8; 3 * MIB]);
+    let partial = wait_for_partials(&prefix, 1).remove(0);
     s.shutdown(std::net::Shutdown::Both).unwrap();
     drop(s);
     let files = wait_for_no_files(&prefix, 0).await;
     assert!(files.is_empty(), "debris: {files:?}");
+    assert!(!partial.exists());
     assert_absent_then_writable(&server.url, "cut").await;
 }
 
@@ -155,14 +149,25 @@ async fn stalled_upload_times_out_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("archive");
     let mut command = Command::new(binary());
-    command.env("ARCHIVEINTERFACE_BODY_IDLE_TIMEOUT_SECS", "1");
+    // Long enough to see the partial file on a loaded machine before the server gives up.
+    command.env("ARCHIVEINTERFACE_BODY_IDLE_TIMEOUT_SECS", "3");
     let server = ServerProcess::start_with(command, &prefix, &[]);
-    let head = "PUT /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
-    let mut s = raw_request(&server.addr, head, b"only ten b");
+    // 8 MiB announced, 3 MiB sent, then silence: the server has written part of it when it gives up.
+    let head = format!(
+        "PUT /stalled HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        8 * MIB
+    );
+    let mut s = raw_request(&server.addr, &head, &vec![2u8; 3 * MIB]);
+    let partial = wait_for_partials(&prefix, 1).remove(0);
     let mut response = String::new();
     let _ = s.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("no data received"), "{response}");
+    assert!(
+        !partial.exists(),
+        "partial file kept: {}",
+        partial.display()
+    );
     assert!(tree(&prefix).is_empty(), "{:?}", tree(&prefix));
 }
 
@@ -290,18 +295,8 @@ async fn a_crash_in_the_middle_of_a_put_leaves_nothing_visible() {
     );
     let _client = raw_request(&server.addr, &head, &vec![3u8; 3 * MIB]);
     // Wait until the partial file exists, then kill -9.
-    for _ in 0..200 {
-        if !tree(&prefix).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let partial = tree(&prefix);
-    assert_eq!(partial.len(), 1, "{partial:?}");
-    assert!(
-        partial[0].to_str().unwrap().ends_with(".partial"),
-        "{partial:?}"
-    );
+    wait_for_partials(&prefix, 1);
+    assert_eq!(tree(&prefix).len(), 1, "{:?}", tree(&prefix));
     server.signal(libc::SIGKILL);
     drop(server);
 

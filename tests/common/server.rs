@@ -144,3 +144,34 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// Sends a request head and the first part of its body over a raw connection, leaving it open.
+pub fn raw_request(addr: &str, head: &str, body: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    s
+}
+
+/// Waits (up to a minute) until the partial files under `dir` are exactly `count`, and returns them:
+/// the server has then written part of an upload to disk.
+pub fn wait_for_partials(dir: &Path, count: usize) -> Vec<PathBuf> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let partials: Vec<PathBuf> = tree(dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".partial"))
+            .collect();
+        if partials.len() == count {
+            return partials.into_iter().map(|p| dir.join(p)).collect();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expected {count} partial files under {}, found {partials:?}",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

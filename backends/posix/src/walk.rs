@@ -149,3 +149,90 @@ fn skip(path: &Path, error: &std::io::Error) {
         tracing::warn!(path = %path.display(), %error, "sweep of partial files: skipped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::Instance;
+    use std::path::PathBuf;
+
+    const DEAD: &str = "deadbeefdeadbeef";
+
+    fn touch(path: PathBuf) -> PathBuf {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"half").unwrap();
+        path
+    }
+
+    /// What a crashed instance leaves: its lock file, no longer locked by anyone.
+    fn crashed_instance(root: &Path) -> PathBuf {
+        touch(root.join(INSTANCES_DIR).join(format!("{DEAD}.lock")))
+    }
+
+    #[test]
+    fn only_partials_whose_owner_is_gone_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let live = Instance::register(root).unwrap();
+        let dead_lock = crashed_instance(root);
+        let kept = [
+            touch(root.join(format!("1/.data.{}-1.partial", live.id()))),
+            touch(root.join(format!(
+                ".archiveinterface-swift/o/.r.{}-2.partial",
+                live.id()
+            ))),
+            // Another archive root inside this one (a cold tier): swept by its own backend.
+            touch(root.join(format!(
+                ".archiveinterface-cold/{INSTANCES_DIR}/{DEAD}.lock"
+            ))),
+            touch(root.join(format!(".archiveinterface-cold/t/.x.{DEAD}-3.partial"))),
+            touch(root.join("1/data")),
+        ];
+        let gone = [
+            touch(root.join(format!("1/.other.{DEAD}-4.partial"))),
+            // Metadata records are written through partial files too.
+            touch(root.join(format!(".archiveinterface-swift/o/.r.{DEAD}-5.partial"))),
+            // A name from an older version (a process id), and an owner that never registered.
+            touch(root.join("2/.legacy.1234-6.partial")),
+            touch(root.join(".x.0123456789abcdef-7.partial")),
+        ];
+        assert_eq!(sweep_partials(root).unwrap(), gone.len());
+        for path in &kept {
+            assert!(path.exists(), "removed: {}", path.display());
+        }
+        for path in &gone {
+            assert!(!path.exists(), "kept: {}", path.display());
+        }
+        assert!(!dead_lock.exists(), "the dead instance's lock file stays");
+        drop(live);
+        assert_eq!(
+            std::fs::read_dir(root.join(INSTANCES_DIR)).unwrap().count(),
+            0,
+            "an instance removes its lock file when it goes"
+        );
+    }
+
+    #[test]
+    fn the_sweep_goes_on_when_entries_vanish_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        crashed_instance(root);
+        let top = touch(root.join(format!(".top.{DEAD}-1.partial")));
+        touch(root.join(format!("a/b/.x.{DEAD}-2.partial")));
+        touch(root.join(format!("c/.y.{DEAD}-3.partial")));
+        let later = touch(root.join(format!("d/.z.{DEAD}-4.partial")));
+        // Between reading the root and handling its entries, another process removes a file and a
+        // directory, and replaces a directory by a file.
+        let removed = sweep_with(root, |listed| {
+            if listed == root {
+                std::fs::remove_file(&top).unwrap();
+                std::fs::remove_dir_all(root.join("a")).unwrap();
+                std::fs::remove_dir_all(root.join("c")).unwrap();
+                std::fs::write(root.join("c"), b"now a file").unwrap();
+            }
+        })
+        .unwrap();
+        assert_eq!(removed, 1);
+        assert!(!later.exists());
+    }
+}
