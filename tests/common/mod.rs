@@ -115,3 +115,13 @@ pub fn error_body(body: &[u8], status: u16) -> serde_json::Value {
     );
     v
 }
+
+/// The entries directly under an archive prefix, without the registry of the processes using it.
+pub fn archive_entries(prefix: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_dir(prefix)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != archive_posix::INSTANCES_DIR)
+        .map(|e| e.path())
+        .collect()
+}
