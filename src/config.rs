@@ -56,7 +56,8 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// After SIGTERM, connections still busy this long are closed (and logged) so that the server exits.
     pub shutdown_drain_timeout_secs: u64,
-    /// Remove partial files left by a crash when the server starts.
+    /// Remove partial files left by a crashed writer when the server starts (never those of a live
+    /// process on the same prefix).
     pub sweep_partials_on_start: bool,
     /// Log format.
     pub log_format: LogFormat,
