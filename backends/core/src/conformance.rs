@@ -408,10 +408,11 @@ pub async fn ranges(f: &Fixture) {
     assert!(chunks.concat() == data[1_048_576..2_097_153]);
 }
 
-/// Every per-file operation on a missing key says `NotFound`.
+/// Every per-file operation on a missing key says `NotFound` and changes nothing in the raw storage.
 pub async fn missing_keys_are_not_found(f: &Fixture) {
     let b = &*f.backend;
     let k = key("99999");
+    let before = raw(f).await;
     assert!(matches!(
         b.get(&k, ReadRange::All).await,
         Err(Error::NotFound { .. })
@@ -421,6 +422,7 @@ pub async fn missing_keys_are_not_found(f: &Fixture) {
     assert!(matches!(b.delete(&k).await, Err(Error::NotFound { .. })));
     let adopt = b.adopt(&k, &f.scratch.join("does-not-exist"), false).await;
     assert!(matches!(adopt, Err(Error::NotFound { .. })), "{adopt:?}");
+    assert_raw_unchanged(f, &before, "operations on a missing key").await;
 }
 
 /// Delete removes the file; the key can be written again.
@@ -453,17 +455,20 @@ pub async fn adopt_moves_a_file_in(f: &Fixture) {
     assert_eq!(read_all(b, &k, ReadRange::All).await, b"moved in");
 }
 
-/// `adopt` onto an existing key is refused without `overwrite` and leaves both files alone.
+/// `adopt` onto an existing key is refused without `overwrite` and leaves both files (and the raw
+/// storage) alone.
 pub async fn adopt_refuses_an_existing_key(f: &Fixture) {
     let b = &*f.backend;
     let k = key("taken");
     put(b, &k, b"original").await;
     let src = f.scratch.join("other.dat");
     std::fs::write(&src, b"intruder").unwrap();
+    let before = raw(f).await;
     let err = b.adopt(&k, &src, false).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert!(src.exists());
     assert_eq!(read_all(b, &k, ReadRange::All).await, b"original");
+    assert_raw_unchanged(f, &before, "a refused adopt").await;
 }
 
 /// `list` returns every stored key under a prefix, sorted, with sizes.
