@@ -29,10 +29,20 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// Registers a new instance under `root`: creates its lock file and locks it.
+    /// Registers a new instance under `root`: creates its lock file and locks it. Errors name the
+    /// lock directory (a prefix this process cannot write to fails here, at start-up).
     pub(crate) fn register(root: &Path) -> io::Result<Instance> {
         let dir = root.join(INSTANCES_DIR);
-        std::fs::create_dir_all(&dir)?;
+        Self::register_in(&dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot register this process in {}: {e}", dir.display()),
+            )
+        })
+    }
+
+    fn register_in(dir: &Path) -> io::Result<Instance> {
+        std::fs::create_dir_all(dir)?;
         loop {
             let id = new_id()?;
             let lock_path = dir.join(format!("{id}{LOCK_SUFFIX}"));
