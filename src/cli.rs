@@ -10,7 +10,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Configuration file (TOML). Also read from ARCHIVEINTERFACE_CONFIG.
+    /// Configuration file: TOML, or the INI service file of pacifica-archiveinterface (told apart by
+    /// content). Also read from ARCHIVEINTERFACE_CONFIG.
     #[arg(
         short = 'c',
         long = "config",

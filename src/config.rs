@@ -1,9 +1,11 @@
-//! Configuration: one struct with documented defaults, loaded as defaults < TOML file < environment
+//! Configuration: one struct with documented defaults, loaded as defaults < file (TOML, or the
+//! reference's INI service file: see [`crate::config_ini`]) < environment
 //! (`PAI_BACKEND_TYPE`/`PAI_PREFIX` as the reference's WSGI entry point reads them, then
 //! `ARCHIVEINTERFACE_<KEY>` and `ARCHIVEINTERFACE_<SECTION>__<KEY>`) < command-line flags, then validated
 //! as a whole so that a bad value stops start-up with a message naming the key and the value.
 
 use crate::cli::FlagOverrides;
+use crate::config_ini::{self, ConfigFile};
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -71,7 +73,17 @@ pub struct Config {
     pub hlm: HlmConfig,
     /// The tiered backend's cold tier and tape model (`[tiered]`, used with `type = "tiered"`).
     pub tiered: archive_tiered::TieredConfig,
+    /// `[hpss]` (the reference's `user`, `auth`, `sitename`, `accept_latency`): read from either file
+    /// format and kept as given for the HPSS backend, which is not available yet.
+    pub hpss: figment::value::Dict,
+    /// `[hsm_sideband]` (the reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`,
+    /// `port`): kept as given for the Oracle HSM sideband backend, which is not available yet.
+    pub hsm_sideband: figment::value::Dict,
 }
+
+/// Backend types of the reference that are recognised but not available yet, with the section that
+/// keeps their settings.
+const NOT_YET_AVAILABLE: [(&str, &str); 2] = [("hpss", "hpss"), ("hsmsideband", "hsm_sideband")];
 
 /// `[hlm]`: the SwiftHLM API, the persistent request queue and the dispatcher.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -232,6 +244,8 @@ impl Default for Config {
             hsm: HsmConfig::default(),
             hlm: HlmConfig::default(),
             tiered: archive_tiered::TieredConfig::default(),
+            hpss: figment::value::Dict::new(),
+            hsm_sideband: figment::value::Dict::new(),
         }
     }
 }
@@ -251,9 +265,27 @@ impl Config {
         }
     }
 
+    /// Whether TOML text over the defaults makes a configuration (keys and types; values unchecked).
+    pub(crate) fn fits_toml(text: &str) -> bool {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract::<Config>()
+            .is_ok()
+    }
+
     /// Loads defaults < `file` < environment < `flags`, and validates the result.
     pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+        Config::load_with_warnings(file, flags).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also returning the warnings met on the way (unknown sections and keys of an
+    /// INI file), for the caller to log once logging is set up.
+    pub fn load_with_warnings(
+        file: Option<&Path>,
+        flags: &FlagOverrides,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut warnings = Vec::new();
         if let Some(file) = file {
             if !file.is_file() {
                 return Err(ConfigError(format!(
@@ -261,7 +293,13 @@ impl Config {
                     file.display()
                 )));
             }
-            figment = figment.merge(Toml::file(file));
+            figment = match config_ini::read(file, Config::fits_toml)? {
+                ConfigFile::Toml => figment.merge(Toml::file(file)),
+                ConfigFile::Ini(ini) => {
+                    warnings.extend(ini.warnings.iter().cloned());
+                    figment.merge(ini)
+                }
+            };
         }
         let keys = Config::keys();
         let figment = figment
@@ -285,6 +323,18 @@ impl Config {
                     .split("__"),
             )
             .merge(Serialized::defaults(flags.clone()));
+        if let Some(kind) = figment
+            .find_value("type")
+            .ok()
+            .and_then(|v| v.into_string())
+        {
+            if let Some((_, section)) = NOT_YET_AVAILABLE.iter().find(|(name, _)| *name == kind) {
+                return Err(ConfigError(format!(
+                    "key `type` = {kind:?}: the {kind} backend is not available yet (available: \
+                     posix, tiered); its [{section}] settings are read and kept for it"
+                )));
+            }
+        }
         let config: Config = figment.extract().map_err(|e| {
             ConfigError(
                 e.into_iter()
@@ -294,7 +344,7 @@ impl Config {
             )
         })?;
         config.validate()?;
-        Ok(config)
+        Ok((config, warnings))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -476,6 +526,54 @@ mod tests {
             assert!(load(Some("lvl.toml"), FlagOverrides::default())
                 .unwrap_err()
                 .contains("log_level"));
+            Ok(())
+        });
+    }
+    #[test]
+    fn the_reference_ini_file_loads_under_the_other_sources() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "config.ini",
+                "[posix]\n; comment\nuse_id2filename = true\n[hpss]\nuser = hpss.unix\n\
+                 accept_latency = 7\n[hsm_sideband]\nport = 3306\n[extra]\nx = 1\n",
+            )?;
+            let ini = Some(Path::new("config.ini"));
+            let (c, warnings) = Config::load_with_warnings(ini, &FlagOverrides::default()).unwrap();
+            assert!(c.use_id2filename);
+            assert_eq!(c.hpss["user"].as_str(), Some("hpss.unix"));
+            assert_eq!(c.hpss["accept_latency"].to_i128(), Some(7));
+            assert_eq!(c.hsm_sideband["port"].to_u128(), Some(3306));
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(warnings[0].contains("[extra]"), "{warnings:?}");
+            // The environment and flags still override what the file says.
+            jail.set_env("ARCHIVEINTERFACE_USE_ID2FILENAME", "false");
+            jail.set_env("ARCHIVEINTERFACE_HPSS__SITENAME", "site.example");
+            let c = load(ini.and_then(Path::to_str), FlagOverrides::default()).unwrap();
+            assert!(!c.use_id2filename);
+            assert_eq!(c.hpss["sitename"].as_str(), Some("site.example"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn backend_types_not_available_yet_are_named_not_misparsed() {
+        Jail::expect_with(|jail| {
+            let flags = FlagOverrides {
+                backend: Some("hpss".into()),
+                ..Default::default()
+            };
+            let err = load(None, flags).unwrap_err();
+            assert!(
+                err.contains("hpss backend is not available yet") && err.contains("[hpss]"),
+                "{err}"
+            );
+            jail.set_env("PAI_BACKEND_TYPE", "hsmsideband");
+            let err = load(None, FlagOverrides::default()).unwrap_err();
+            assert!(
+                err.contains("hsmsideband backend is not available yet")
+                    && err.contains("[hsm_sideband]"),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -2,7 +2,8 @@
 //! SwiftHLM HTTP APIs.
 //!
 //! Module map:
-//! - [`cli`] and [`config`]: flags and the layered configuration.
+//! - [`cli`] and [`config`]: flags and the layered configuration; [`config_ini`] reads the file in
+//!   either format (TOML, or the reference's INI service file).
 //! - [`server`] builds the backend, the router with its middleware, serving with graceful shutdown.
 //! - [`connections`] accepts and serves connections: header-read timeout, half-close, drain deadline.
 //! - [`framing`] refuses requests framed both by Content-Length and Transfer-Encoding.
@@ -18,6 +19,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod config_ini;
 pub mod connections;
 pub mod error;
 pub mod framing;

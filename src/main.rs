@@ -8,14 +8,18 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref(), &cli.overrides) {
-        Ok(config) => config,
+    let (config, warnings) = match Config::load_with_warnings(cli.config.as_deref(), &cli.overrides)
+    {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("archiveinterface: {e}");
             return ExitCode::from(2);
         }
     };
     archiveinterface::telemetry::init(&config);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     if cli.cherrypy_config.is_some() {
         tracing::warn!("--cherrypy-config is accepted for compatibility and ignored");
     }

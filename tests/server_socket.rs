@@ -4,10 +4,11 @@
 mod common;
 
 use bytes::Bytes;
-use common::server::{binary, raw_request, tree, wait_for_partials, ServerProcess};
+use common::server::{
+    binary, raw_request, refuse_to_start, tree, wait_for_partials, ServerProcess,
+};
 use futures::StreamExt;
 use std::io::Read;
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
@@ -400,54 +401,6 @@ async fn a_full_disk_is_507_and_loses_nothing() {
             .status(),
         201
     );
-}
-
-fn refuse_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let mut command = Command::new(binary());
-    command.args(["-a", "127.0.0.1", "-p", &port]);
-    if !args.contains(&"--prefix") {
-        command.args(["--prefix", dir.path().join("a").to_str().unwrap()]);
-    }
-    command.args(args).env_remove("ARCHIVEINTERFACE_CONFIG");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        // Until it exits, the port must stay closed.
-        assert!(
-            TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
-            "port opened despite a bad config"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server started despite a bad config"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(status.code(), Some(2));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! A real `archiveinterface` process for socket-level tests: started on port 0, its address read from
 //! its log, killed when dropped.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -174,4 +175,54 @@ pub fn wait_for_partials(dir: &Path, count: usize) -> Vec<PathBuf> {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Starts the binary with `args` and `env` on a free port, expects it to exit with status 2 before
+/// that port ever opens, and returns what it wrote to stderr.
+pub fn refuse_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut command = Command::new(binary());
+    command.args(["-a", "127.0.0.1", "-p", &port]);
+    if !args.contains(&"--prefix") {
+        command.args(["--prefix", dir.path().join("a").to_str().unwrap()]);
+    }
+    command.args(args).env_remove("ARCHIVEINTERFACE_CONFIG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        // Until it exits, the port must stay closed.
+        assert!(
+            TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
+            "port opened despite a bad config"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server started despite a bad config"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    err
 }
