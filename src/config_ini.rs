@@ -428,7 +428,7 @@ port = 3306
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.ini");
         std::fs::write(&path, text).unwrap();
-        read(&path, |text| crate::config::Config::fits_toml(text)).map_err(|e| e.to_string())
+        read(&path, crate::config::Config::fits_toml).map_err(|e| e.to_string())
     }
 
     fn ini(text: &str) -> IniSettings {

@@ -1105,6 +1105,115 @@ async fn migrated_objects_need_a_recall() {
     );
 }
 
+/// `If-Modified-Since` / `If-Unmodified-Since` against the `Last-Modified` sent, with the ETag
+/// conditions first (RFC 9110 section 13.2.2); an object on tape answers them without a recall; a
+/// manifest answers them with its own ETag.
+#[tokio::test]
+async fn conditional_requests_by_date_and_etag_need_no_data() {
+    let s = swift_app();
+    let t = s.tester().await;
+    let t = Some(t.as_str());
+    s.call("PUT", "/v1/AUTH_test/c", t, &[], "").await;
+    s.call("PUT", "/v1/AUTH_test/c/o", t, &[], "tape me").await;
+    let (_, headers, _) = s.call("HEAD", "/v1/AUTH_test/c/o", t, &[], "").await;
+    let sent = header(&headers, "last-modified").to_string();
+    let when = httpdate::parse_http_date(&sent).unwrap();
+    let second_before = httpdate::fmt_http_date(when - std::time::Duration::from_secs(1));
+    let etag = md5_hex(b"tape me");
+    let cases = |on_tape: bool| {
+        // On tape, a GET that passes its conditions needs the data: SwiftHLM's 412.
+        let full = if on_tape { 412 } else { 200 };
+        vec![
+            (vec![("if-modified-since", sent.clone())], 304, 304),
+            (
+                vec![("if-modified-since", second_before.clone())],
+                full,
+                200,
+            ),
+            (
+                vec![("if-modified-since", "not a date".to_string())],
+                full,
+                200,
+            ),
+            (vec![("if-unmodified-since", sent.clone())], full, 200),
+            (
+                vec![("if-unmodified-since", second_before.clone())],
+                412,
+                412,
+            ),
+            (
+                vec![
+                    ("if-none-match", "\"0000\"".to_string()),
+                    ("if-modified-since", sent.clone()),
+                ],
+                full,
+                200,
+            ),
+            (
+                vec![
+                    ("if-match", etag.clone()),
+                    ("if-unmodified-since", second_before.clone()),
+                ],
+                full,
+                200,
+            ),
+            (vec![("if-none-match", etag.clone())], 304, 304),
+            (vec![("if-none-match", "*".to_string())], 304, 304),
+            (vec![("if-match", "\"0000\"".to_string())], 412, 412),
+        ]
+    };
+    for on_tape in [false, true] {
+        if on_tape {
+            let key = swift::object_key(&s.state.config.swift, "AUTH_test", "c", "o").unwrap();
+            s.backend.migrated.lock().unwrap().insert(key.to_string());
+        }
+        for (conditions, get_code, head_code) in cases(on_tape) {
+            let conditions: Vec<(&str, &str)> =
+                conditions.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            for (method, code) in [("GET", get_code), ("HEAD", head_code)] {
+                let (status, headers, body) = s
+                    .call(method, "/v1/AUTH_test/c/o", t, &conditions, "")
+                    .await;
+                assert_eq!(
+                    status,
+                    code,
+                    "{method} {conditions:?} on tape: {on_tape}: {}",
+                    text(&body)
+                );
+                if status == 304 {
+                    assert!(body.is_empty());
+                    assert_eq!(header(&headers, "etag"), etag);
+                    assert_eq!(header(&headers, "last-modified"), sent);
+                }
+            }
+        }
+    }
+
+    // A dynamic large object: its conditions use the manifest's ETag, before any segment is read.
+    s.call("PUT", "/v1/AUTH_test/c/seg/1", t, &[], "part").await;
+    s.call(
+        "PUT",
+        "/v1/AUTH_test/c/big",
+        t,
+        &[("x-object-manifest", "c/seg/")],
+        "",
+    )
+    .await;
+    let manifest_etag = format!("\"{}\"", md5_hex(md5_hex(b"part").as_bytes()));
+    for (name, value, code) in [
+        ("if-none-match", manifest_etag.as_str(), 304),
+        ("if-match", "\"0000\"", 412),
+        ("if-match", manifest_etag.as_str(), 200),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let (status, _, body) = s
+                .call(method, "/v1/AUTH_test/c/big", t, &[(name, value)], "")
+                .await;
+            assert_eq!(status, code, "{method} {name}: {value}: {}", text(&body));
+        }
+    }
+}
+
 #[tokio::test]
 async fn info_lists_capabilities_without_auth() {
     let s = swift_app();

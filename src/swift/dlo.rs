@@ -2,9 +2,11 @@
 //! with `X-Object-Manifest: <container>/<prefix>` reads as the concatenation of every object of that
 //! container whose name starts with the prefix, in name order. Its `Content-Length` is their total
 //! size and its `ETag` the quoted MD5 of their ETags, as Swift computes it. A `Range` on a manifest is
-//! ignored (the whole object is sent with 200, which HTTP allows). A segment on tape only answers
-//! SwiftHLM's 412 naming that segment.
+//! ignored (the whole object is sent with 200, which HTTP allows). Conditional headers are answered
+//! against that `ETag` and the manifest's `Last-Modified`. A segment on tape only answers SwiftHLM's
+//! 412 naming that segment.
 
+use super::conditional::{self, Validators};
 use super::metadata::{read_record, ObjectMeta};
 use super::names::{check_container, container_data_prefix, object_meta_key};
 use super::object::{object_headers, recall_needed, ObjectRef};
@@ -12,7 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::AppState;
 use archive_core::{FileStatus, HsmState, ListEntry, ReadRange};
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use md5::{Digest, Md5};
@@ -95,12 +97,14 @@ async fn manifest_etag(
     Ok(format!("\"{}\"", hex::encode(md5.finalize())))
 }
 
-/// HEAD or GET of a manifest.
+/// HEAD or GET of a manifest; conditional headers are answered against its `ETag` before any segment
+/// is read.
 pub(super) async fn read_manifest(
     state: &AppState,
     obj: ObjectRef<'_>,
     meta: &ObjectMeta,
     manifest: &str,
+    request: &HeaderMap,
     with_body: bool,
 ) -> ApiResult<Response> {
     let (container, base, entries) = segments(state, obj.account, manifest).await?;
@@ -113,6 +117,13 @@ pub(super) async fn read_manifest(
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     headers.remove(header::ACCEPT_RANGES);
+    let validators = Validators {
+        etag: &etag,
+        timestamp_ns: meta.timestamp_ns,
+    };
+    if let Some(answer) = conditional::evaluate(request, validators, || headers.clone())? {
+        return Ok(answer);
+    }
     if !with_body {
         return Ok((StatusCode::OK, headers).into_response());
     }

@@ -3,11 +3,12 @@
 //!
 //! One concern per file: [`tempauth`] (tokens, [`authorize`]), [`names`] (paths, keys, validation),
 //! `metadata` (records, metadata headers, timestamps), `checksum` (streaming MD5), `listing`,
-//! `account`, `container`, `object` (the operations), `copy` (server-side copy), `dlo` (large-object manifests), `info` (`/info`). This file owns routing, method
+//! `account`, `container`, `object` (the operations), `conditional` (`If-*` headers of GET and HEAD), `copy` (server-side copy), `dlo` (large-object manifests), `info` (`/info`). This file owns routing, method
 //! dispatch and the `X-Trans-Id` header on every response.
 
 mod account;
 mod checksum;
+mod conditional;
 mod container;
 mod copy;
 mod dlo;

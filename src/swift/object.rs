@@ -6,9 +6,11 @@
 //! ETags are the bare MD5 hex, as Swift sends them (clients print and compare them unquoted).
 //!
 //! A GET of an object whose data is on tape only (migrated) answers SwiftHLM's 412: the client recalls
-//! it through the HLM API first.
+//! it through the HLM API first. Conditional headers (see `conditional`) are answered before that, as
+//! they need no data.
 
 use super::checksum::{hashing, normalise_etag};
+use super::conditional::{self, Validators};
 use super::container;
 use super::metadata::{
     self, delete_record, header_text, nanos, put_headers, read_record, user_metadata, write_record,
@@ -343,31 +345,43 @@ pub(super) fn created(record: &ObjectMeta) -> Response {
     response
 }
 
-/// `If-Match` / `If-None-Match` against the object's ETag: 412 when `If-Match` fails, 304 with the
-/// object's headers when `If-None-Match` matches (`swift download --skip-identical` relies on it).
-fn preconditions(headers: &HeaderMap, meta: &ObjectMeta) -> ApiResult<Option<Response>> {
-    let matches = |value: &HeaderValue| {
-        header_text(value).split(',').any(|tag| {
-            let tag = normalise_etag(tag.trim().trim_start_matches("W/"));
-            tag == "*" || (!meta.etag.is_empty() && tag == meta.etag)
-        })
+/// What HEAD and GET learn about an object before any data is read.
+enum Resolved {
+    /// The answer is already known: 304, or a large-object manifest (answered by `dlo`).
+    Answered(Response),
+    /// A plain object whose preconditions passed.
+    Object {
+        key: Key,
+        status: FileStatus,
+        meta: ObjectMeta,
+    },
+}
+
+/// The steps HEAD and GET share: the data's status (404 naming the object), the object's record, a
+/// manifest handed over to `dlo`, and the conditional headers (which need no data, so they are
+/// answered even for an object on tape).
+async fn resolve_object(
+    state: &AppState,
+    obj: ObjectRef<'_>,
+    headers: &HeaderMap,
+    with_body: bool,
+) -> ApiResult<Resolved> {
+    let key = obj.data_key(state)?;
+    let status = status(state, obj, &key).await?;
+    let meta = current_meta(state, obj, &status).await?;
+    if let Some(manifest) = super::dlo::manifest_of(&meta) {
+        let answer =
+            super::dlo::read_manifest(state, obj, &meta, manifest, headers, with_body).await?;
+        return Ok(Resolved::Answered(answer));
+    }
+    let validators = Validators {
+        etag: &meta.etag,
+        timestamp_ns: meta.timestamp_ns,
     };
-    if let Some(value) = headers.get(header::IF_MATCH) {
-        if !matches(value) {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "If-Match does not match the object's ETag",
-            ));
-        }
+    if let Some(answer) = conditional::evaluate(headers, validators, || object_headers(&meta))? {
+        return Ok(Resolved::Answered(answer));
     }
-    if let Some(value) = headers.get(header::IF_NONE_MATCH) {
-        if matches(value) {
-            return Ok(Some(
-                (StatusCode::NOT_MODIFIED, object_headers(meta)).into_response(),
-            ));
-        }
-    }
-    Ok(None)
+    Ok(Resolved::Object { key, status, meta })
 }
 
 /// `HEAD /v1/a/c/o`.
@@ -376,15 +390,10 @@ pub(super) async fn head_object(
     obj: ObjectRef<'_>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let key = obj.data_key(state)?;
-    let status = status(state, obj, &key).await?;
-    let meta = current_meta(state, obj, &status).await?;
-    if let Some(manifest) = super::dlo::manifest_of(&meta) {
-        return super::dlo::read_manifest(state, obj, &meta, manifest, false).await;
-    }
-    if let Some(answer) = preconditions(headers, &meta)? {
-        return Ok(answer);
-    }
+    let (status, meta) = match resolve_object(state, obj, headers, false).await? {
+        Resolved::Answered(answer) => return Ok(answer),
+        Resolved::Object { status, meta, .. } => (status, meta),
+    };
     let mut headers = object_headers(&meta);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(status.size));
     Ok((StatusCode::OK, headers).into_response())
@@ -396,17 +405,12 @@ pub(super) async fn get_object(
     obj: ObjectRef<'_>,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let key = obj.data_key(state)?;
-    let status = status(state, obj, &key).await?;
+    let (key, status, meta) = match resolve_object(state, obj, headers, true).await? {
+        Resolved::Answered(answer) => return Ok(answer),
+        Resolved::Object { key, status, meta } => (key, status, meta),
+    };
     if !status.is_readable_now() {
         return Ok(recall_needed(obj.account, obj.container, obj.object));
-    }
-    let meta = current_meta(state, obj, &status).await?;
-    if let Some(manifest) = super::dlo::manifest_of(&meta) {
-        return super::dlo::read_manifest(state, obj, &meta, manifest, true).await;
-    }
-    if let Some(answer) = preconditions(headers, &meta)? {
-        return Ok(answer);
     }
     let range = headers
         .get(header::RANGE)
