@@ -7,6 +7,9 @@ environment variables:
 * ``LARGE_FILE_SIZE``        size in bytes of the large-file test (default 1 GiB)
 * ``MANY_FILES_TEST_COUNT``  number of files in the many-files test (default 1000)
 
+Tests that need more (``PATCH_SOURCE_DIR``, the ``SWIFT_*`` users) fail with a message saying how to set
+it up when it is missing; no test is ever skipped (``no_skips`` turns a skip into a failure).
+
 Every test uses file ids derived from a random per-session base, so the suite can be run any number
 of times against the same server without colliding with files left by earlier runs.
 """
@@ -17,12 +20,15 @@ import itertools
 import os
 import random
 import socket
+import ssl
 import struct
 import threading
 import urllib.parse
 
 import pytest
 import requests
+
+from no_skips import pytest_runtest_makereport  # noqa: F401  (a hook: pytest finds it here)
 
 ARCHIVE_URL = os.environ.get("ARCHIVE_URL", "http://127.0.0.1:8080").rstrip("/")
 LARGE_FILE_SIZE = int(os.environ.get("LARGE_FILE_SIZE", str(1 << 30)))
@@ -100,10 +106,21 @@ def raw_request(method, raw_path, body=None, headers=None, send_content_length=T
 
 
 def raw_socket():
-    """A connected TCP socket to the server (plain HTTP only)."""
-    if _URL_PARTS.scheme != "http":
-        pytest.skip("raw socket tests need a plain http ARCHIVE_URL")
-    return socket.create_connection((_URL_PARTS.hostname, _URL_PARTS.port or 80), timeout=TIMEOUT)
+    """A socket connected to the server; over TLS when ARCHIVE_URL is https (certificate checked)."""
+    https = _URL_PARTS.scheme == "https"
+    port = _URL_PARTS.port or (443 if https else 80)
+    sock = socket.create_connection((_URL_PARTS.hostname, port), timeout=TIMEOUT)
+    if not https:
+        return sock
+    return ssl.create_default_context().wrap_socket(sock, server_hostname=_URL_PARTS.hostname)
+
+
+def require_env(name, how):
+    """The value of environment variable ``name``; fails the test, saying ``how`` to set it, if unset."""
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail("{} is not set: {}".format(name, how))
+    return value
 
 
 def raw_host_header():

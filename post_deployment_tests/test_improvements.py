@@ -31,6 +31,7 @@ from conftest import (
     raw_host_header,
     raw_request,
     raw_socket,
+    require_env,
 )
 
 ERROR_KEYS = {"status", "message", "traceback", "version"}
@@ -314,12 +315,13 @@ def test_patch_invalid_json_is_400(file_id):
     assert_error_body(resp, 400)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PATCH_SOURCE_DIR"),
-    reason="set PATCH_SOURCE_DIR to a directory shared with the server and listed in its patch_source_dirs",
-)
 def test_patch_moves_file_from_allowed_dir(file_id):
-    source = os.path.join(os.environ["PATCH_SOURCE_DIR"], "patch-source-" + file_id)
+    source_dir = require_env(
+        "PATCH_SOURCE_DIR",
+        "set it to a directory this machine shares with the server and that the server lists in its "
+        "patch_source_dirs (scripts/test.sh does)",
+    )
+    source = os.path.join(source_dir, "patch-source-" + file_id)
     with open(source, "wb") as handle:
         handle.write(TEXT_PAYLOAD)
     try:
