@@ -84,9 +84,10 @@ impl Provider for IniSettings {
 
 /// Reads `path` and tells its format from its content. TOML is the native format: a file that is
 /// valid TOML for our configuration is TOML. A file that is not, but reads as INI, is the reference's
-/// file when it is not TOML at all or has one of the reference's sections (`[posix]` /
-/// `use_id2filename = true` is valid TOML, but not ours). A file that is neither stops start-up with
-/// both parse errors; a TOML file with a wrong key or value is reported as such by the loading step.
+/// file when it has one of the reference's sections, or no section at all (`[posix]` /
+/// `use_id2filename = true` is valid TOML, but not ours). So a broken TOML file is never mistaken
+/// for an INI file whose sections are all ignored. A file that is neither stops start-up naming both
+/// problems; a valid TOML file with a wrong key or value is reported as such by the loading step.
 /// `fits_our_toml` tells whether TOML text alone makes a valid configuration.
 pub(crate) fn read(
     path: &Path,
@@ -99,12 +100,19 @@ pub(crate) fn read(
     if as_toml.is_ok() && fits_our_toml(&text) {
         return Ok(ConfigFile::Toml);
     }
-    match (as_toml, parse(&text)) {
-        (Err(_), Ok(ini)) => translate(path, &ini).map(ConfigFile::Ini).map_err(fail),
-        (Ok(_), Ok(ini)) if has_reference_section(&ini) => {
-            translate(path, &ini).map(ConfigFile::Ini).map_err(fail)
+    let as_ini = parse(&text).and_then(|ini| {
+        if ini.sections.is_empty() || has_reference_section(&ini) {
+            Ok(ini)
+        } else {
+            Err(
+                "none of its sections is one the reference reads ([posix], [hpss], [hsm_sideband])"
+                    .to_string(),
+            )
         }
-        (Ok(_), _) => Ok(ConfigFile::Toml),
+    });
+    match (as_toml, as_ini) {
+        (_, Ok(ini)) => translate(path, &ini).map(ConfigFile::Ini).map_err(fail),
+        (Ok(_), Err(_)) => Ok(ConfigFile::Toml),
         (Err(toml_error), Err(ini_error)) => Err(fail(format!(
             "is neither TOML nor an INI service file; as TOML: {}; as INI: {ini_error}",
             toml_problem(&text, &toml_error)
@@ -485,6 +493,8 @@ port = 3306
             Ok(ConfigFile::Toml)
         ));
         // configparser spellings TOML does not have.
+        // Comments only: nothing to misread.
+        assert!(ini("; all defaults\n").values.is_empty());
         let settings = ini("[posix]\nUSE_ID2FILENAME: Yes\n[hpss]\naccept_latency = +1_0\n");
         assert_eq!(settings.values["use_id2filename"], Value::from(true));
         assert_eq!(
@@ -560,6 +570,12 @@ port = 3306
             ("port = 8080\n[posix\n", "line 2", "before any [section]"),
             ("[hpss]\nuser = a\nuser = b\n", "line 2", "appears twice"),
             ("[posix]\njust words\n", "line 2", "line 2"),
+            // Broken TOML is not taken for an INI file whose sections would all be ignored.
+            (
+                "[swift]\ntoken_secret = unquoted\n",
+                "line 2",
+                "none of its sections",
+            ),
         ] {
             let err = read_text(text).unwrap_err();
             assert!(
