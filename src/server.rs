@@ -324,6 +324,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(hlm) = &hlm {
         state = state.with_hlm(hlm.clone());
     }
+    if config.swift.enabled {
+        // Built (for an existing prefix) or repaired now, not in the first request.
+        swift::open_index(&state).await.map_err(|e| {
+            StartError::Config(crate::config::ConfigError::from_message(format!(
+                "key `swift.index_path`: {}",
+                e.message
+            )))
+        })?;
+    }
     let dispatcher = match &hlm {
         Some(hlm) if config.hlm.dispatcher => Some(tokio::spawn(crate::hlm::dispatcher::run(
             state.clone(),
