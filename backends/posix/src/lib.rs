@@ -178,6 +178,17 @@ impl ArchiveBackend for PosixBackend {
         let (root, prefix) = (self.root.clone(), prefix.to_string());
         blocking(move || walk::list(&root, &prefix)).await
     }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>> {
+        let (root, prefix) = (self.root.clone(), prefix.to_string());
+        let after = after.map(str::to_string);
+        blocking(move || walk::list_page(&root, &prefix, after.as_deref(), limit)).await
+    }
 }
 
 /// Seconds since the epoch as a float, for logs and headers.
