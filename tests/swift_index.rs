@@ -183,9 +183,14 @@ impl Swift {
     }
 
     async fn put(&self, object: &str, body: &str, headers: &[(&str, &str)]) -> u16 {
-        self.call("PUT", &format!("/v1/AUTH_test/{object}"), headers, body.to_string())
-            .await
-            .0
+        self.call(
+            "PUT",
+            &format!("/v1/AUTH_test/{object}"),
+            headers,
+            body.to_string(),
+        )
+        .await
+        .0
     }
 
     async fn names(&self, uri: &str) -> Vec<String> {
@@ -243,9 +248,7 @@ async fn racing_puts_of_one_object_leave_data_and_record_agreeing() {
             assert_eq!(header(h, "x-object-meta-writer"), writer.to_string());
             assert_eq!(header(h, "content-type"), format!("text/x-{writer}"));
         }
-        let (_, _, listing) = s
-            .call("GET", "/v1/AUTH_test/c?format=json", &[], "")
-            .await;
+        let (_, _, listing) = s.call("GET", "/v1/AUTH_test/c?format=json", &[], "").await;
         let listing = json(&listing);
         assert_eq!(listing.as_array().unwrap().len(), 1);
         assert_eq!(listing[0]["hash"], md5_hex(&data));
@@ -253,7 +256,10 @@ async fn racing_puts_of_one_object_leave_data_and_record_agreeing() {
         assert_eq!(listing[0]["bytes"], data.len());
         let (_, head, _) = s.call("HEAD", "/v1/AUTH_test/c", &[], "").await;
         assert_eq!(header(&head, "x-container-object-count"), "1");
-        assert_eq!(header(&head, "x-container-bytes-used"), data.len().to_string());
+        assert_eq!(
+            header(&head, "x-container-bytes-used"),
+            data.len().to_string()
+        );
     }
 }
 
@@ -291,16 +297,17 @@ async fn counts_listings_and_puts_never_list_the_data() {
     }
     let all: Vec<String> = (0..250).map(|i| format!("o{i:03}")).collect();
     assert_eq!(seen, all);
-    let (_, _, accounts) = s
-        .call("GET", "/v1/AUTH_test?format=json", &[], "")
-        .await;
+    let (_, _, accounts) = s.call("GET", "/v1/AUTH_test?format=json", &[], "").await;
     let accounts = json(&accounts);
     assert_eq!(accounts[0]["name"], "c");
     assert_eq!(accounts[0]["count"], 250);
     assert_eq!(accounts[0]["bytes"], 755);
     assert_eq!(accounts[1]["count"], 1);
     // Deletes keep the counts.
-    assert_eq!(s.call("DELETE", "/v1/AUTH_test/c/o000", &[], "").await.0, 204);
+    assert_eq!(
+        s.call("DELETE", "/v1/AUTH_test/c/o000", &[], "").await.0,
+        204
+    );
     assert_eq!(s.call("DELETE", "/v1/AUTH_test/d/x", &[], "").await.0, 204);
     assert_eq!(s.call("DELETE", "/v1/AUTH_test/d", &[], "").await.0, 204);
     let (_, head, _) = s.call("HEAD", "/v1/AUTH_test", &[], "").await;
@@ -308,7 +315,11 @@ async fn counts_listings_and_puts_never_list_the_data() {
     assert_eq!(header(&head, "x-account-object-count"), "249");
     assert_eq!(header(&head, "x-account-bytes-used"), "747");
     // None of this listed a container's (or the account's) data.
-    assert_eq!(s.lists(), at_open, "whole listings of the backend were made");
+    assert_eq!(
+        s.lists(),
+        at_open,
+        "whole listings of the backend were made"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,8 +408,16 @@ async fn an_existing_prefix_gets_its_index_built_from_objects_and_old_records() 
     )
     .unwrap();
     let mtime = 1_700_000_100_123_456_000;
-    write_at(&prefix.join(".swift/AUTH_test/photos/2024/cat.jpg"), b"meow", mtime);
-    write_at(&prefix.join(".swift/AUTH_test/photos/dog.txt"), b"woof!", mtime);
+    write_at(
+        &prefix.join(".swift/AUTH_test/photos/2024/cat.jpg"),
+        b"meow",
+        mtime,
+    );
+    write_at(
+        &prefix.join(".swift/AUTH_test/photos/dog.txt"),
+        b"woof!",
+        mtime,
+    );
     write_at(&prefix.join(".swift/AUTH_test/gone/x"), b"orphan", mtime);
     use sha2::Digest;
     let hashed = hex::encode(sha2::Sha256::digest(b"2024/cat.jpg"));
@@ -426,7 +445,9 @@ async fn an_existing_prefix_gets_its_index_built_from_objects_and_old_records() 
     assert_eq!(listing[1]["name"], "dog.txt");
     assert_eq!(listing[1]["bytes"], 5);
     assert_eq!(listing[1]["content_type"], "text/plain");
-    let (_, head, _) = s.call("HEAD", "/v1/AUTH_test/photos/2024/cat.jpg", &[], "").await;
+    let (_, head, _) = s
+        .call("HEAD", "/v1/AUTH_test/photos/2024/cat.jpg", &[], "")
+        .await;
     assert_eq!(header(&head, "x-object-meta-name"), "tom");
     let (_, head, _) = s.call("HEAD", "/v1/AUTH_test/photos", &[], "").await;
     assert_eq!(header(&head, "x-container-object-count"), "2");
@@ -436,7 +457,10 @@ async fn an_existing_prefix_gets_its_index_built_from_objects_and_old_records() 
     assert_eq!(header(&head, "x-account-container-count"), "1");
     assert_eq!(header(&head, "x-account-object-count"), "2");
     assert_eq!(header(&head, "x-account-meta-owner"), "me");
-    assert!(s.prefix.join(".archiveinterface-swift/index.sqlite3").is_file());
+    assert!(s
+        .prefix
+        .join(".archiveinterface-swift/index.sqlite3")
+        .is_file());
 }
 
 #[tokio::test]
@@ -450,14 +474,23 @@ async fn hlm_status_pages_with_limit_and_marker() {
         let s = &s;
         async move {
             let (code, _, body) = s
-                .call("GET", &format!("/hlm/v1/status/AUTH_test/c{query}"), &[], "")
+                .call(
+                    "GET",
+                    &format!("/hlm/v1/status/AUTH_test/c{query}"),
+                    &[],
+                    "",
+                )
                 .await;
             (code, body)
         }
     };
     let (code, body) = status("").await;
     assert_eq!(code, 200);
-    assert_eq!(json(&body).as_object().unwrap().len(), 25, "no paging by default");
+    assert_eq!(
+        json(&body).as_object().unwrap().len(),
+        25,
+        "no paging by default"
+    );
     let mut seen = Vec::new();
     let mut marker = String::new();
     loop {

@@ -51,6 +51,9 @@ pub(super) async fn open_index(state: &AppState) -> ApiResult<SwiftIndex> {
     Ok(index)
 }
 
+/// An object's account, container and name.
+type ObjectName = (String, String, String);
+
 /// Everything an existing prefix says about its Swift names.
 #[derive(Default)]
 struct Found {
@@ -115,7 +118,7 @@ async fn walk(state: &AppState) -> ApiResult<Found> {
     }
     // Old object records are named by a hash of the object name and carry the name.
     let objects_prefix = format!("{records}/objects/");
-    let old: Vec<Option<((String, String, String), ObjectMeta)>> =
+    let old: Vec<Option<(ObjectName, ObjectMeta)>> =
         futures::stream::iter(backend.list(&objects_prefix).await?)
             .map(|entry| {
                 let objects_prefix = &objects_prefix;
