@@ -291,7 +291,8 @@ async fn submit(
 }
 
 /// `status`: the state of every object the path names; for a container, with `limit` and `marker`,
-/// one page of its objects in name order (the next page starts after the last name of this one).
+/// one page of its objects in name order (the next page starts after the last name of this one,
+/// which `X-HLM-Next-Marker` carries, percent-encoded, while more follow).
 async fn status(
     state: &AppState,
     account: &str,
@@ -300,18 +301,38 @@ async fn status(
     query: Option<&str>,
 ) -> ApiResult<Response> {
     let page = parse_page(query)?;
-    let keys = match keys_of_page(state, account, container, object, &page).await? {
+    // One more than the page: whether it exists says if there is a next page.
+    let probe = Page {
+        marker: page.marker.clone(),
+        limit: page.limit.map(|n| n + 1),
+    };
+    let mut keys = match keys_of_page(state, account, container, object, &probe).await? {
         Ok(keys) => keys,
         Err(not_found) => return Ok(not_found),
     };
+    let more = page.limit.is_some_and(|n| keys.len() > n);
+    keys.truncate(page.limit.unwrap_or(usize::MAX));
     let swift = &state.config.swift;
     let mut states = BTreeMap::new();
+    let mut last = None;
     for (key, result) in state.backend.status_many(&keys).await {
         let name = swift::names::swift_name_of(swift, &key).unwrap_or_else(|| key.to_string());
         let value = result.map(|s| s.state).unwrap_or(HsmState::Unknown);
+        last = Some(name.clone());
         states.insert(name, value.as_str());
     }
-    Ok(json(StatusCode::OK, &states))
+    let mut response = json(StatusCode::OK, &states);
+    // The next page's marker: the last object name of this one, percent-encoded as in a URL.
+    let next = last.filter(|_| more && object.is_none()).and_then(|name| {
+        let object = name.splitn(4, '/').nth(3)?.to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&object, percent_encoding::NON_ALPHANUMERIC);
+        header::HeaderValue::from_str(&encoded.to_string()).ok()
+    });
+    if let Some(next) = next {
+        response.headers_mut().insert(NEXT_MARKER, next);
+    }
+    Ok(response)
 }
 
 /// A queue record as `?format=json` shows it.
