@@ -280,6 +280,37 @@ pub(super) async fn store(
     body: ByteStream,
     upload: Upload,
 ) -> ApiResult<ObjectMeta> {
+    let state = state.clone();
+    let (account, container, object) = (
+        obj.account.to_string(),
+        obj.container.to_string(),
+        obj.object.to_string(),
+    );
+    // A task of its own: a client that goes away mid-request must not stop the store between the
+    // data being linked and its row being written.
+    tokio::spawn(async move {
+        let obj = ObjectRef {
+            account: &account,
+            container: &container,
+            object: &object,
+        };
+        store_to_end(&state, obj, body, upload).await
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the object failed: {e}"),
+        )
+    })?
+}
+
+async fn store_to_end(
+    state: &AppState,
+    obj: ObjectRef<'_>,
+    body: ByteStream,
+    upload: Upload,
+) -> ApiResult<ObjectMeta> {
     let key = obj.data_key(state)?;
     let index = index_of(state).await?;
     let written = unique_write_time();
