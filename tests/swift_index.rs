@@ -39,7 +39,11 @@ impl ArchiveBackend for Probe {
         "probe"
     }
     fn capabilities(&self) -> archive_core::Capabilities {
-        self.disk.capabilities()
+        // Declared as an HSM backend would, so that the HLM routes answer (every file is resident).
+        archive_core::Capabilities {
+            tape_tier: true,
+            ..self.disk.capabilities()
+        }
     }
     async fn put(
         &self,
