@@ -192,6 +192,9 @@ pub struct SwiftConfig {
     pub token_secret: String,
     /// tempauth users.
     pub users: Vec<SwiftUser>,
+    /// The Swift index (SQLite: object rows, container and account counts). Empty:
+    /// `<prefix>/.archiveinterface-swift/index.sqlite3`. Server processes sharing a prefix share it.
+    pub index_path: PathBuf,
 }
 
 /// One tempauth user (`[[swift.users]]`).
@@ -218,6 +221,7 @@ impl Default for SwiftConfig {
             token_ttl_secs: 86_400,
             token_secret: String::new(),
             users: Vec::new(),
+            index_path: PathBuf::new(),
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct AppState {
     pub hlm: Option<hlm::HlmService>,
     /// Request counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The Swift index (accounts, containers, objects and their counts), opened on first use.
+    pub swift_index: Arc<tokio::sync::OnceCell<swift::index::SwiftIndex>>,
 }
 
 impl AppState {
@@ -119,6 +121,7 @@ impl AppState {
             recalls,
             hlm: None,
             metrics: Arc::default(),
+            swift_index: Arc::default(),
         }
     }
 

@@ -301,6 +301,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let settings = settings_of(&config)?;
     let opened = open_backend(&config).await?;
     let hlm = open_hlm(&config, &opened.backend).await?;
+    let mut state = AppState::with_config(opened.backend.clone(), settings, config.clone());
+    if config.swift.enabled {
+        // Built (for an existing prefix) or repaired now, before the port opens.
+        swift::open_index(&state).await.map_err(|e| {
+            StartError::Config(crate::config::ConfigError::from_message(format!(
+                "key `swift.index_path`: {}",
+                e.message
+            )))
+        })?;
+    }
     let bind = |source| StartError::Bind {
         address: config.address.clone(),
         port: config.port,
@@ -320,7 +330,6 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     });
     tracing::info!(backend = backend.name(), prefix = %config.prefix.display(), "Pacifica Archive Interface Up and Running");
     tracing::info!("listening on http://{local}");
-    let mut state = AppState::with_config(backend, settings, config.clone());
     if let Some(hlm) = &hlm {
         state = state.with_hlm(hlm.clone());
     }

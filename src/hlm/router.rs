@@ -1,6 +1,7 @@
 //! The SwiftHLM HTTP API:
 //! - `POST /hlm/v1/{migrate|premigrate|recall}/{a}/{c}[/{o}]` -> 202 `Accepted migrate request.`
-//! - `GET /hlm/v1/status/{a}/{c}[/{o}]` -> `{"/a/c/o": "resident", ...}` (one batch status call)
+//! - `GET /hlm/v1/status/{a}/{c}[/{o}]` -> `{"/a/c/o": "resident", ...}` (one batch status call;
+//!   `?limit=N&marker=NAME` pages through a container)
 //! - `GET /hlm/v1/requests/{a}/{c}[/{o}]` -> SwiftHLM request strings, or `?format=json` records
 //! - `POST /hlm/v1/{op}` with `{"ids": [...]}` (Pacifica ids) or `{"objects": ["/a/c/o", ...]}`
 //!   -> 202 with a request id; `GET /hlm/v1/request/{id}` -> that request with its progress.
@@ -156,7 +157,7 @@ async fn hlm_command(
     }
     authorize(state, headers, account)?;
     match command.as_str() {
-        "status" => status(state, account, container, object).await,
+        "status" => status(state, account, container, object, query).await,
         "requests" => requests(state, account, container, object, query).await,
         op => {
             submit(
@@ -171,12 +172,58 @@ async fn hlm_command(
     }
 }
 
+/// A page of a container's objects: `marker` (the last name of the page before) and `limit`.
+#[derive(Debug, Default)]
+struct Page {
+    marker: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most objects one `status` page may ask for.
+const STATUS_PAGE_LIMIT: usize = 10_000;
+
+/// `?limit=N&marker=NAME` of a status request (other parameters are ignored).
+fn parse_page(query: Option<&str>) -> ApiResult<Page> {
+    let mut page = Page::default();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "marker" if !value.is_empty() => page.marker = Some(value.into_owned()),
+            "limit" => {
+                let limit = value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= STATUS_PAGE_LIMIT)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "Invalid limit {value:?}: an integer from 0 to {STATUS_PAGE_LIMIT}"
+                        ))
+                    })?;
+                page.limit = Some(limit);
+            }
+            _ => {}
+        }
+    }
+    Ok(page)
+}
+
 /// The data keys a path names, or SwiftHLM's 404 response.
 async fn keys_of(
     state: &AppState,
     account: &str,
     container: &str,
     object: Option<&str>,
+) -> ApiResult<Result<Vec<Key>, Response>> {
+    keys_of_page(state, account, container, object, &Page::default()).await
+}
+
+/// The data keys a path names (a container's: the page asked for), or SwiftHLM's 404 response.
+async fn keys_of_page(
+    state: &AppState,
+    account: &str,
+    container: &str,
+    object: Option<&str>,
+    page: &Page,
 ) -> ApiResult<Result<Vec<Key>, Response>> {
     let swift = &state.config.swift;
     match object {
@@ -190,7 +237,15 @@ async fn keys_of(
                 Err(e) => Err(e.into()),
             }
         }
-        None => match swift::container_object_keys(state, account, container).await {
+        None => match swift::container_object_keys_page(
+            state,
+            account,
+            container,
+            page.marker.as_deref(),
+            page.limit,
+        )
+        .await
+        {
             Ok(keys) => Ok(Ok(keys)),
             Err(e) if e.status == StatusCode::NOT_FOUND => Ok(Err(hlm_not_found(format!(
                 "/account/container /{account}/{container} does not exist."
@@ -235,24 +290,49 @@ async fn submit(
     ))
 }
 
+/// `status`: the state of every object the path names; for a container, with `limit` and `marker`,
+/// one page of its objects in name order (the next page starts after the last name of this one,
+/// which `X-HLM-Next-Marker` carries, percent-encoded, while more follow).
 async fn status(
     state: &AppState,
     account: &str,
     container: &str,
     object: Option<&str>,
+    query: Option<&str>,
 ) -> ApiResult<Response> {
-    let keys = match keys_of(state, account, container, object).await? {
+    let page = parse_page(query)?;
+    // One more than the page: whether it exists says if there is a next page.
+    let probe = Page {
+        marker: page.marker.clone(),
+        limit: page.limit.map(|n| n + 1),
+    };
+    let mut keys = match keys_of_page(state, account, container, object, &probe).await? {
         Ok(keys) => keys,
         Err(not_found) => return Ok(not_found),
     };
+    let more = page.limit.is_some_and(|n| keys.len() > n);
+    keys.truncate(page.limit.unwrap_or(usize::MAX));
     let swift = &state.config.swift;
     let mut states = BTreeMap::new();
+    let mut last = None;
     for (key, result) in state.backend.status_many(&keys).await {
         let name = swift::names::swift_name_of(swift, &key).unwrap_or_else(|| key.to_string());
         let value = result.map(|s| s.state).unwrap_or(HsmState::Unknown);
+        last = Some(name.clone());
         states.insert(name, value.as_str());
     }
-    Ok(json(StatusCode::OK, &states))
+    let mut response = json(StatusCode::OK, &states);
+    // The next page's marker: the last object name of this one, percent-encoded as in a URL.
+    let next = last.filter(|_| more && object.is_none()).and_then(|name| {
+        let object = name.splitn(4, '/').nth(3)?.to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&object, percent_encoding::NON_ALPHANUMERIC);
+        header::HeaderValue::from_str(&encoded.to_string()).ok()
+    });
+    if let Some(next) = next {
+        response.headers_mut().insert(NEXT_MARKER, next);
+    }
+    Ok(response)
 }
 
 /// A queue record as `?format=json` shows it.

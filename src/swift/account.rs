@@ -1,101 +1,52 @@
 //! Accounts: HEAD (container, object and byte counts), GET (the container listing) and POST
 //! (`X-Account-Meta-*`). Accounts exist implicitly for every authorised user (as with tempauth's account
-//! autocreate).
+//! autocreate). Counts are the account's row in the Swift index, kept up to date as objects and
+//! containers change.
 
-use super::listing::{parse_params, render, select};
-use super::metadata::{self, put_headers, read_record, write_record, AccountMeta};
-use super::names::{account_data_prefix, account_record_key, container_records_prefix};
+use super::index::{AccountRow, ContainerRow};
+use super::index_of;
+use super::listing::{parse_params, render, select_page};
+use super::metadata::{self, put_headers};
 use crate::error::ApiResult;
 use crate::AppState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeMap;
 
-/// Objects and bytes of one container.
-#[derive(Debug, Clone, Copy, Default)]
-struct Usage {
-    count: u64,
-    bytes: u64,
-    created_ns: u64,
-}
-
-/// Every container of the account (sorted by name) with its usage.
-async fn containers(state: &AppState, account: &str) -> ApiResult<Vec<(String, Usage)>> {
-    let config = &state.config.swift;
-    let records = container_records_prefix(config, account);
-    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
-    for entry in state.backend.list(&records).await? {
-        if let Some(name) = entry.key.as_str().strip_prefix(&records) {
-            usage.insert(
-                name.to_string(),
-                Usage {
-                    created_ns: metadata::nanos(entry.mtime),
-                    ..Usage::default()
-                },
-            );
-        }
-    }
-    let data = account_data_prefix(config, account);
-    for entry in state.backend.list(&data).await? {
-        let Some(rest) = entry.key.as_str().strip_prefix(&data) else {
-            continue;
-        };
-        let Some((container, _)) = rest.split_once('/') else {
-            continue;
-        };
-        if let Some(u) = usage.get_mut(container) {
-            u.count += 1;
-            u.bytes += entry.size;
-        }
-    }
-    Ok(usage.into_iter().collect())
-}
-
-fn account_headers(containers: &[(String, Usage)], meta: &AccountMeta) -> HeaderMap {
+fn account_headers(row: &AccountRow) -> HeaderMap {
     let mut h = HeaderMap::new();
-    put_headers(&mut h, &meta.headers);
-    let objects: u64 = containers.iter().map(|(_, u)| u.count).sum();
-    let bytes: u64 = containers.iter().map(|(_, u)| u.bytes).sum();
+    put_headers(&mut h, &row.headers);
     h.insert(
         "x-account-container-count",
-        HeaderValue::from(containers.len()),
+        HeaderValue::from(row.container_count),
     );
-    h.insert("x-account-object-count", HeaderValue::from(objects));
-    h.insert("x-account-bytes-used", HeaderValue::from(bytes));
-    let created = containers
-        .iter()
-        .map(|(_, u)| u.created_ns)
-        .min()
-        .unwrap_or(0);
+    h.insert(
+        "x-account-object-count",
+        HeaderValue::from(row.object_count),
+    );
+    h.insert("x-account-bytes-used", HeaderValue::from(row.bytes_used));
     h.insert(
         "x-timestamp",
-        HeaderValue::from_str(&metadata::x_timestamp(created)).expect("digits"),
+        HeaderValue::from_str(&metadata::x_timestamp(row.created_ns)).expect("digits"),
     );
     h.insert(
         "x-account-storage-policy-policy-0-container-count",
-        HeaderValue::from(containers.len()),
+        HeaderValue::from(row.container_count),
     );
     h.insert(
         "x-account-storage-policy-policy-0-object-count",
-        HeaderValue::from(objects),
+        HeaderValue::from(row.object_count),
     );
     h.insert(
         "x-account-storage-policy-policy-0-bytes-used",
-        HeaderValue::from(bytes),
+        HeaderValue::from(row.bytes_used),
     );
     h
 }
 
 /// `HEAD /v1/a`.
 pub(super) async fn head_account(state: &AppState, account: &str) -> ApiResult<Response> {
-    let containers = containers(state, account).await?;
-    let meta = account_meta(state, account).await?;
-    Ok((StatusCode::NO_CONTENT, account_headers(&containers, &meta)).into_response())
-}
-
-async fn account_meta(state: &AppState, account: &str) -> ApiResult<AccountMeta> {
-    let key = account_record_key(&state.config.swift, account)?;
-    Ok(read_record(state, &key).await?.unwrap_or_default())
+    let row = index_of(state).await?.account(account).await?;
+    Ok((StatusCode::NO_CONTENT, account_headers(&row)).into_response())
 }
 
 /// `POST /v1/a`: sets or removes `X-Account-Meta-*`.
@@ -104,10 +55,12 @@ pub(super) async fn post_account(
     account: &str,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let mut meta = account_meta(state, account).await?;
-    metadata::apply_user_metadata(&mut meta.headers, headers, "account")?;
-    let key = account_record_key(&state.config.swift, account)?;
-    write_record(state, &key, &meta).await?;
+    let index = index_of(state).await?;
+    let mut tx = index.begin().await?;
+    let mut stored = index.account(account).await?.headers;
+    metadata::apply_user_metadata(&mut stored, headers, "account")?;
+    tx.set_account_headers(account, &stored).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -119,24 +72,27 @@ pub(super) async fn get_account(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let params = parse_params(query, headers)?;
-    let all = containers(state, account).await?;
-    let counts = account_headers(&all, &account_meta(state, account).await?);
-    let items = select(all, &params);
+    let index = index_of(state).await?;
+    let row = index.account(account).await?;
+    let items = select_page(&params, |start, limit| async move {
+        index.containers_page(account, &start, limit).await
+    })
+    .await?;
     Ok(render(
         &items,
         params.format,
         ("account", "container", account),
-        |name, usage| {
+        |name, row: &ContainerRow| {
             let mut m = serde_json::Map::new();
             m.insert("name".into(), name.into());
-            m.insert("count".into(), usage.count.into());
-            m.insert("bytes".into(), usage.bytes.into());
+            m.insert("count".into(), row.object_count.into());
+            m.insert("bytes".into(), row.bytes_used.into());
             m.insert(
                 "last_modified".into(),
-                metadata::iso_timestamp(usage.created_ns).into(),
+                metadata::iso_timestamp(row.meta.created_ns).into(),
             );
             m
         },
-        counts,
+        account_headers(&row),
     ))
 }

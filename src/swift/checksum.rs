@@ -20,6 +20,15 @@ impl Md5Slot {
     }
 }
 
+/// The MD5 (lower-case hex) of a whole stream (data read back to repair a lost record).
+pub(super) async fn md5_of_stream(mut stream: ByteStream) -> io::Result<String> {
+    let mut hasher = Md5::new();
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk?);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// A client `ETag` header as a bare lower-case hex string (quotes removed).
 pub(super) fn normalise_etag(raw: &str) -> String {
     raw.trim().trim_matches('"').to_ascii_lowercase()

@@ -1,24 +1,23 @@
 //! Containers: PUT (201 new / 202 existing), HEAD (counts), GET (object listing), POST (metadata),
 //! DELETE (204; 409 when not empty; 404 when missing); and [`container_object_keys`] for the HLM.
+//! Counts and listings come from the Swift index: a HEAD reads one row, a listing page the rows it
+//! returns.
 
-use super::listing::{parse_params, render, select, Item};
-use super::metadata::{
-    self, delete_record, nanos, put_headers, read_record, write_record, ContainerMeta, ObjectMeta,
-};
-use super::names::{
-    container_data_prefix, container_record_key, object_meta_key, object_meta_prefix,
-};
+use super::index::{ContainerRow, Start};
+use super::index_of;
+use super::listing::{parse_params, render, select_page, Item, ListingParams};
+use super::metadata::{self, nanos, put_headers, ContainerMeta, ObjectMeta};
+use super::names::{container_data_prefix, object_key};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use archive_core::{Key, ListEntry};
+use archive_core::Key;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-/// Object metadata records read at once while building a listing.
-const RECORD_READS_IN_FLIGHT: usize = 32;
+/// Names read at once when a whole container is wanted (the HLM expanding a container).
+const ALL_NAMES_BATCH: usize = 10_000;
 
 fn not_found(account: &str, container: &str) -> ApiError {
     ApiError::new(
@@ -27,55 +26,123 @@ fn not_found(account: &str, container: &str) -> ApiError {
     )
 }
 
-/// The container's record, or 404.
+/// The container's row, or 404.
 pub(super) async fn require(
     state: &AppState,
     account: &str,
     container: &str,
-) -> ApiResult<ContainerMeta> {
-    let key = container_record_key(&state.config.swift, account, container)?;
-    read_record(state, &key)
+) -> ApiResult<ContainerRow> {
+    index_of(state)
+        .await?
+        .container(account, container)
         .await?
         .ok_or_else(|| not_found(account, container))
 }
 
-/// The container's objects (data keys, sorted), with the object name of each.
-async fn objects(
+/// One listing page of a container's objects (404 when the container does not exist).
+pub(super) async fn list_objects(
     state: &AppState,
     account: &str,
     container: &str,
-) -> ApiResult<Vec<(String, ListEntry)>> {
-    let prefix = container_data_prefix(&state.config.swift, account, container);
-    let entries = state.backend.list(&prefix).await?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|e| {
-            let name = e.key.as_str().strip_prefix(&prefix)?.to_string();
-            Some((name, e))
-        })
-        .collect())
+    params: &ListingParams,
+) -> ApiResult<Vec<Item<ObjectMeta>>> {
+    let index = index_of(state).await?;
+    select_page(params, |start, limit| async move {
+        Ok(index
+            .objects_page(account, container, &start, limit)
+            .await?
+            .into_iter()
+            .map(|meta| (meta.name.clone(), meta))
+            .collect())
+    })
+    .await
 }
 
-/// The data keys of every object of a container (sorted); a NotFound-kind error when the container does
-/// not exist.
+/// The rows of every object of a container whose name starts with `prefix`, in name order.
+pub(super) async fn objects_with_prefix(
+    state: &AppState,
+    account: &str,
+    container: &str,
+    prefix: &str,
+) -> ApiResult<Vec<ObjectMeta>> {
+    let index = index_of(state).await?;
+    let mut out = Vec::new();
+    let mut start = Start::From(prefix.to_string());
+    loop {
+        let rows = index
+            .objects_page(account, container, &start, ALL_NAMES_BATCH)
+            .await?;
+        let full = rows.len() == ALL_NAMES_BATCH;
+        for row in rows {
+            if !row.name.starts_with(prefix) {
+                return Ok(out);
+            }
+            start = Start::After(row.name.clone());
+            out.push(row);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// The data keys of a page of a container's objects: at most `limit` after `marker`, or all of them
+/// (sorted); a NotFound-kind error when the container does not exist.
+pub async fn container_object_keys_page(
+    state: &AppState,
+    account: &str,
+    container: &str,
+    marker: Option<&str>,
+    limit: Option<usize>,
+) -> Result<Vec<Key>, ApiError> {
+    require(state, account, container).await?;
+    let index = index_of(state).await?;
+    let mut keys = Vec::new();
+    let mut start = match marker {
+        Some(marker) => Start::After(marker.to_string()),
+        None => Start::From(String::new()),
+    };
+    let mut left = limit.unwrap_or(usize::MAX);
+    while left > 0 {
+        let batch = left.min(ALL_NAMES_BATCH);
+        let rows = index
+            .objects_page(account, container, &start, batch)
+            .await?;
+        for row in &rows {
+            keys.push(object_key(
+                &state.config.swift,
+                account,
+                container,
+                &row.name,
+            )?);
+        }
+        match rows.last() {
+            Some(last) if rows.len() == batch => start = Start::After(last.name.clone()),
+            _ => break,
+        }
+        left -= batch;
+    }
+    Ok(keys)
+}
+
+/// The data keys of every object of a container (sorted); a NotFound-kind error when the container
+/// does not exist.
 pub async fn container_object_keys(
     state: &AppState,
     account: &str,
     container: &str,
 ) -> Result<Vec<Key>, ApiError> {
-    require(state, account, container).await?;
-    Ok(objects(state, account, container)
-        .await?
-        .into_iter()
-        .map(|(_, e)| e.key)
-        .collect())
+    container_object_keys_page(state, account, container, None, None).await
 }
 
-fn count_headers(meta: &ContainerMeta, objects: &[(String, ListEntry)]) -> HeaderMap {
-    let bytes: u64 = objects.iter().map(|(_, e)| e.size).sum();
+fn count_headers(row: &ContainerRow) -> HeaderMap {
+    let meta = &row.meta;
     let mut h = HeaderMap::new();
-    h.insert("x-container-object-count", HeaderValue::from(objects.len()));
-    h.insert("x-container-bytes-used", HeaderValue::from(bytes));
+    h.insert(
+        "x-container-object-count",
+        HeaderValue::from(row.object_count),
+    );
+    h.insert("x-container-bytes-used", HeaderValue::from(row.bytes_used));
     let ts = metadata::x_timestamp(meta.created_ns);
     h.insert("x-timestamp", HeaderValue::from_str(&ts).expect("digits"));
     h.insert(
@@ -112,15 +179,18 @@ pub(super) async fn put_container(
     container: &str,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let key = container_record_key(&state.config.swift, account, container)?;
-    let existing: Option<ContainerMeta> = read_record(state, &key).await?;
+    let mut tx = index_of(state).await?.begin().await?;
+    let existing = tx.container(account, container).await?;
     let created = existing.is_none();
-    let mut meta = existing.unwrap_or_else(|| ContainerMeta {
-        created_ns: nanos(SystemTime::now()),
-        headers: BTreeMap::new(),
-    });
+    let mut meta = existing
+        .map(|row| row.meta)
+        .unwrap_or_else(|| ContainerMeta {
+            created_ns: nanos(SystemTime::now()),
+            headers: BTreeMap::new(),
+        });
     apply_container_headers(&mut meta, headers)?;
-    write_record(state, &key, &meta).await?;
+    tx.put_container(account, container, &meta).await?;
+    tx.commit().await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -136,10 +206,15 @@ pub(super) async fn post_container(
     container: &str,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
-    let mut meta = require(state, account, container).await?;
+    let mut tx = index_of(state).await?.begin().await?;
+    let mut meta = tx
+        .container(account, container)
+        .await?
+        .ok_or_else(|| not_found(account, container))?
+        .meta;
     apply_container_headers(&mut meta, headers)?;
-    let key = container_record_key(&state.config.swift, account, container)?;
-    write_record(state, &key, &meta).await?;
+    tx.put_container(account, container, &meta).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -149,9 +224,8 @@ pub(super) async fn head_container(
     account: &str,
     container: &str,
 ) -> ApiResult<Response> {
-    let meta = require(state, account, container).await?;
-    let objects = objects(state, account, container).await?;
-    Ok((StatusCode::NO_CONTENT, count_headers(&meta, &objects)).into_response())
+    let row = require(state, account, container).await?;
+    Ok((StatusCode::NO_CONTENT, count_headers(&row)).into_response())
 }
 
 /// `GET /v1/a/c`: the object listing.
@@ -163,39 +237,8 @@ pub(super) async fn get_container(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let params = parse_params(query, headers)?;
-    let meta = require(state, account, container).await?;
-    let all = objects(state, account, container).await?;
-    let counts = count_headers(&meta, &all);
-    let selected = select(all, &params);
-    // Each listed object's record gives its hash and content type.
-    let config = &state.config.swift;
-    let items: Vec<Item<ObjectMeta>> = futures::stream::iter(selected)
-        .map(|item| async move {
-            Ok::<_, ApiError>(match item {
-                Item::Subdir(s) => Item::Subdir(s),
-                Item::Entry(name, entry) => {
-                    let status = archive_core::FileStatus {
-                        size: entry.size,
-                        mtime: entry.mtime,
-                        ctime: entry.mtime,
-                        state: archive_core::HsmState::Unknown,
-                        bytes_per_level: Vec::new(),
-                        location: String::new(),
-                    };
-                    let key = object_meta_key(config, account, container, &name)?;
-                    let record: Option<ObjectMeta> = read_record(state, &key).await?;
-                    let meta = record
-                        .filter(|m| m.describes(&status))
-                        .unwrap_or_else(|| ObjectMeta::fallback(&name, &status));
-                    Item::Entry(name, meta)
-                }
-            })
-        })
-        .buffered(RECORD_READS_IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<ApiResult<_>>()?;
+    let row = require(state, account, container).await?;
+    let items = list_objects(state, account, container, &params).await?;
     Ok(render(
         &items,
         params.format,
@@ -212,29 +255,31 @@ pub(super) async fn get_container(
             );
             m
         },
-        counts,
+        count_headers(&row),
     ))
 }
 
-/// `DELETE /v1/a/c`.
+/// `DELETE /v1/a/c`. Under the index's write lock, the container must have no rows and no data: an
+/// object whose data is linked but whose row is not yet written (a PUT finishing) keeps it, and a
+/// PUT that finishes after the container went removes its data again (see `object::store`).
 pub(super) async fn delete_container(
     state: &AppState,
     account: &str,
     container: &str,
 ) -> ApiResult<Response> {
-    require(state, account, container).await?;
-    if !objects(state, account, container).await?.is_empty() {
+    let mut tx = index_of(state).await?.begin().await?;
+    let row = tx
+        .container(account, container)
+        .await?
+        .ok_or_else(|| not_found(account, container))?;
+    let prefix = container_data_prefix(&state.config.swift, account, container);
+    if row.object_count > 0 || !state.backend.list_page(&prefix, None, 1).await?.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("Container /{account}/{container} is not empty: delete its objects first"),
         ));
     }
-    let config = &state.config.swift;
-    delete_record(state, &container_record_key(config, account, container)?).await?;
-    // Records of objects whose data went away without them (a crash between the two deletes).
-    let prefix = object_meta_prefix(config, account, container);
-    for entry in state.backend.list(&prefix).await? {
-        delete_record(state, &entry.key).await?;
-    }
+    tx.delete_container(account, container).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,12 +7,13 @@
 //! 412 naming that segment.
 
 use super::conditional::{self, Validators};
-use super::metadata::{read_record, ObjectMeta};
-use super::names::{check_container, container_data_prefix, object_meta_key};
+use super::container::objects_with_prefix;
+use super::metadata::ObjectMeta;
+use super::names::{check_container, object_key};
 use super::object::{object_headers, recall_needed, ObjectRef};
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use archive_core::{FileStatus, HsmState, ListEntry, ReadRange};
+use archive_core::ReadRange;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +22,6 @@ use md5::{Digest, Md5};
 
 /// The stored header that makes an object a manifest.
 pub(super) const MANIFEST: &str = "X-Object-Manifest";
-/// Segment records read at once.
-const RECORD_READS_IN_FLIGHT: usize = 32;
 
 /// The manifest's `<container>/<prefix>`, if `meta` is a manifest.
 pub(super) fn manifest_of(meta: &ObjectMeta) -> Option<&str> {
@@ -44,57 +43,25 @@ pub(super) fn parse_manifest(raw: &str) -> ApiResult<(String, String)> {
     Ok((container.to_string(), prefix.to_string()))
 }
 
-/// The segments of a manifest of `account`: (container, listing entry), in name order.
+/// The segments of a manifest of `account`: their container and rows (from the Swift index), in
+/// name order.
 async fn segments(
     state: &AppState,
     account: &str,
     manifest: &str,
-) -> ApiResult<(String, String, Vec<ListEntry>)> {
+) -> ApiResult<(String, Vec<ObjectMeta>)> {
     let (container, prefix) = parse_manifest(manifest)?;
-    let base = container_data_prefix(&state.config.swift, account, &container);
-    let entries = state.backend.list(&format!("{base}{prefix}")).await?;
-    Ok((container, base, entries))
+    let rows = objects_with_prefix(state, account, &container, &prefix).await?;
+    Ok((container, rows))
 }
 
-/// `"md5(etag1 etag2 ...)"` over the segments' records.
-async fn manifest_etag(
-    state: &AppState,
-    account: &str,
-    container: &str,
-    base: &str,
-    entries: &[ListEntry],
-) -> ApiResult<String> {
-    let config = &state.config.swift;
-    let etags: Vec<String> = futures::stream::iter(entries.to_vec())
-        .map(|entry| async move {
-            let name = entry.key.as_str().strip_prefix(base).unwrap_or_default();
-            let key = object_meta_key(config, account, container, name)?;
-            let record: Option<ObjectMeta> = read_record(state, &key).await?;
-            let status = FileStatus {
-                size: entry.size,
-                mtime: entry.mtime,
-                ctime: entry.mtime,
-                state: HsmState::Unknown,
-                bytes_per_level: Vec::new(),
-                location: String::new(),
-            };
-            Ok::<_, ApiError>(
-                record
-                    .filter(|m| m.describes(&status))
-                    .map(|m| m.etag)
-                    .unwrap_or_default(),
-            )
-        })
-        .buffered(RECORD_READS_IN_FLIGHT)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<ApiResult<_>>()?;
+/// `"md5(etag1 etag2 ...)"` over the segments' rows.
+fn manifest_etag(rows: &[ObjectMeta]) -> String {
     let mut md5 = Md5::new();
-    for etag in etags {
-        md5.update(etag.as_bytes());
+    for row in rows {
+        md5.update(row.etag.as_bytes());
     }
-    Ok(format!("\"{}\"", hex::encode(md5.finalize())))
+    format!("\"{}\"", hex::encode(md5.finalize()))
 }
 
 /// HEAD or GET of a manifest; conditional headers are answered against its `ETag` before any segment
@@ -107,9 +74,9 @@ pub(super) async fn read_manifest(
     request: &HeaderMap,
     with_body: bool,
 ) -> ApiResult<Response> {
-    let (container, base, entries) = segments(state, obj.account, manifest).await?;
-    let etag = manifest_etag(state, obj.account, &container, &base, &entries).await?;
-    let total: u64 = entries.iter().map(|e| e.size).sum();
+    let (container, rows) = segments(state, obj.account, manifest).await?;
+    let etag = manifest_etag(&rows);
+    let total: u64 = rows.iter().map(|r| r.size).sum();
     let mut headers = object_headers(meta);
     headers.insert(
         header::ETAG,
@@ -127,11 +94,19 @@ pub(super) async fn read_manifest(
     if !with_body {
         return Ok((StatusCode::OK, headers).into_response());
     }
-    let keys: Vec<_> = entries.into_iter().map(|e| e.key).collect();
-    for (key, status) in state.backend.status_many(&keys).await {
+    let keys = rows
+        .iter()
+        .map(|r| object_key(&state.config.swift, obj.account, &container, &r.name))
+        .collect::<ApiResult<Vec<_>>>()?;
+    for ((_, status), row) in state
+        .backend
+        .status_many(&keys)
+        .await
+        .into_iter()
+        .zip(&rows)
+    {
         if !status?.is_readable_now() {
-            let name = key.as_str().strip_prefix(&base).unwrap_or_default();
-            return Ok(recall_needed(obj.account, &container, name));
+            return Ok(recall_needed(obj.account, &container, &row.name));
         }
     }
     let backend = state.backend.clone();

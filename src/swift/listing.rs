@@ -2,15 +2,21 @@
 //! `delimiter`, `limit`, `format`), the selection over a sorted list of names, and the JSON, XML and
 //! plain-text bodies.
 //!
+//! Selection reads a sorted source page by page (the Swift index), so a page costs what it returns.
+//!
 //! `marker` is strictly exclusive, including for `subdir` entries: a subdir equal to the marker is not
 //! returned again (python-swiftclient pages with the last name it got and would loop forever).
 
+use super::index::Start;
 use crate::error::{ApiError, ApiResult};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 /// Most entries one listing returns (and the default).
 pub(super) const LISTING_LIMIT: usize = 10_000;
+
+/// Rows read at once by a listing with a delimiter.
+const DELIMITED_BATCH: usize = 64;
 
 /// The body format of a listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,59 +121,74 @@ pub(super) enum Item<T> {
     Subdir(String),
 }
 
-/// Selects from `entries` (sorted by name, byte order) what `params` asks for.
-pub(super) fn select<T>(
-    entries: impl IntoIterator<Item = (String, T)>,
+/// Where the names a listing asks for start: after the marker, or at the prefix.
+fn first_start(params: &ListingParams) -> Start {
+    match &params.marker {
+        Some(marker) if marker.as_str() >= params.prefix.as_str() => Start::After(marker.clone()),
+        _ => Start::From(params.prefix.clone()),
+    }
+}
+
+/// The start of the names after every name beginning with `subdir` (which ends with the delimiter):
+/// the delimiter replaced by the next character, so a subdir costs one lookup, not one per name.
+fn past(subdir: &str) -> Start {
+    let mut chars = subdir.chars();
+    let last = chars.next_back().map_or(0, u32::from);
+    match (last + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+        Some(next) => Start::From(format!("{}{next}", chars.as_str())),
+        None => Start::After(subdir.to_string()),
+    }
+}
+
+/// Selects what `params` asks for from a sorted source of names, read page by page: `fetch(start,
+/// n)` gives up to `n` (name, value) pairs from `start` on, in name (byte) order. Only what the page
+/// returns is fetched, plus one lookup per `subdir` entry.
+pub(super) async fn select_page<T, F, Fut>(
     params: &ListingParams,
-) -> Vec<Item<T>> {
+    mut fetch: F,
+) -> ApiResult<Vec<Item<T>>>
+where
+    F: FnMut(Start, usize) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Vec<(String, T)>>>,
+{
     let mut out = Vec::new();
-    if params.limit == 0 {
-        return out;
-    }
-    let mut last_subdir: Option<String> = None;
-    for (name, value) in entries {
-        if !name.starts_with(&params.prefix) {
-            continue;
-        }
-        if params
-            .marker
-            .as_ref()
-            .is_some_and(|m| name.as_str() <= m.as_str())
-        {
-            continue;
-        }
-        if params
-            .end_marker
-            .as_ref()
-            .is_some_and(|m| name.as_str() >= m.as_str())
-        {
-            break;
-        }
-        if let Some(delimiter) = params.delimiter {
-            let rest = &name[params.prefix.len()..];
-            if let Some(at) = rest.find(delimiter) {
-                let end = params.prefix.len() + at + delimiter.len_utf8();
-                let subdir = &name[..end];
-                if last_subdir.as_deref() == Some(subdir) {
-                    continue;
-                }
-                last_subdir = Some(subdir.to_string());
-                if params.marker.as_deref() == Some(subdir) {
-                    continue;
-                }
-                out.push(Item::Subdir(subdir.to_string()));
-                if out.len() >= params.limit {
-                    break;
-                }
-                continue;
+    let mut start = first_start(params);
+    'pages: while out.len() < params.limit {
+        // With a delimiter, the rest of a batch after a subdir is skipped: keep batches small.
+        let wanted = match params.delimiter {
+            Some(_) => (params.limit - out.len()).min(DELIMITED_BATCH),
+            None => params.limit - out.len(),
+        };
+        let rows = fetch(start.clone(), wanted).await?;
+        let exhausted = rows.len() < wanted;
+        for (name, value) in rows {
+            if !name.starts_with(&params.prefix)
+                || params
+                    .end_marker
+                    .as_ref()
+                    .is_some_and(|m| name.as_str() >= m.as_str())
+            {
+                break 'pages;
             }
+            if let Some(delimiter) = params.delimiter {
+                let rest = &name[params.prefix.len()..];
+                if let Some(at) = rest.find(delimiter) {
+                    let subdir = &name[..params.prefix.len() + at + delimiter.len_utf8()];
+                    if params.marker.as_deref() != Some(subdir) {
+                        out.push(Item::Subdir(subdir.to_string()));
+                    }
+                    start = past(subdir);
+                    continue 'pages;
+                }
+            }
+            start = Start::After(name.clone());
+            out.push(Item::Entry(name, value));
         }
-        out.push(Item::Entry(name, value));
-        if out.len() >= params.limit {
+        if exhausted {
             break;
         }
     }
-    out
+    Ok(out)
 }
 
 fn xml_escape(s: &str) -> String {
@@ -266,8 +287,29 @@ mod tests {
         parse_params(Some(query), &HeaderMap::new()).unwrap()
     }
 
+    /// Selects from `all` through a fetch that counts the rows it reads.
+    fn select_counting(query: &str, all: &[&str]) -> (Vec<Item<()>>, usize) {
+        let read = std::cell::Cell::new(0);
+        let fetch = |start: Start, n: usize| {
+            let rows: Vec<(String, ())> = all
+                .iter()
+                .filter(|name| match &start {
+                    Start::From(s) => **name >= s.as_str(),
+                    Start::After(s) => **name > s.as_str(),
+                })
+                .take(n)
+                .map(|name| (name.to_string(), ()))
+                .collect();
+            read.set(read.get() + rows.len());
+            async move { Ok(rows) }
+        };
+        let items = futures::executor::block_on(select_page(&params(query), fetch)).unwrap();
+        (items, read.get())
+    }
+
     fn names(query: &str, all: &[&str]) -> Vec<String> {
-        select(all.iter().map(|n| (n.to_string(), ())), &params(query))
+        select_counting(query, all)
+            .0
             .into_iter()
             .map(|i| match i {
                 Item::Entry(n, ()) => n,
@@ -301,6 +343,30 @@ mod tests {
             ["d/1", "d/2", "d/e/ (dir)"]
         );
         assert_eq!(names("delimiter=/&limit=2", ALL), ["a", "d/ (dir)"]);
+    }
+
+    #[test]
+    fn a_page_reads_what_it_returns() {
+        let many: Vec<String> = (0..1000).map(|i| format!("o{i:04}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let (items, read) = select_counting("marker=o0500&limit=10", &many);
+        assert_eq!(items.len(), 10);
+        assert_eq!(read, 10);
+        // A subdir of 1000 names costs one lookup, not 1000 rows.
+        let nested: Vec<String> = (0..1000)
+            .map(|i| format!("d/{i:04}"))
+            .chain(["e".to_string()])
+            .collect();
+        let nested: Vec<&str> = nested.iter().map(String::as_str).collect();
+        let (items, read) = select_counting("delimiter=/", &nested);
+        assert_eq!(
+            items,
+            [Item::Subdir("d/".into()), Item::Entry("e".into(), ())]
+        );
+        assert!(
+            read <= 2 * DELIMITED_BATCH,
+            "read {read} rows for two entries"
+        );
     }
 
     #[test]

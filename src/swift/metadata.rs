@@ -1,16 +1,16 @@
-//! What Swift keeps in its databases, kept here as small JSON records in the backend (see
-//! [`super::names`] for where): an object's content type, ETag, timestamps and user metadata; a
-//! container's existence and metadata. Also the metadata headers (`X-Object-Meta-*`, ...) with Swift's
-//! limits, and Swift's timestamp formats.
+//! What Swift keeps in its databases (the rows of the Swift index, see [`super::index`]): an object's
+//! content type, ETag, timestamps, user metadata and the identity of its data; a container's and an
+//! account's metadata. Also reading the JSON records earlier versions kept, the metadata headers
+//! (`X-Object-Meta-*`, ...) with Swift's limits, and Swift's timestamp formats.
 
 use crate::error::{ApiError, ApiResult};
 use crate::AppState;
-use archive_core::{Error as BackendError, FileStatus, Key, PutOptions};
+use archive_core::{Error as BackendError, FileStatus, Key};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Swift's metadata limits (`/info` reports them).
@@ -31,6 +31,22 @@ pub(super) fn nanos(t: SystemTime) -> u64 {
 #[cfg(test)]
 fn time_of(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+/// The modification time to give newly written data: now, at microsecond precision (what every
+/// backend keeps at least), and later than the previous one this process handed out, so the time
+/// identifies the write even when writes of one object race.
+pub(super) fn unique_write_time() -> SystemTime {
+    static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+    let now = nanos(SystemTime::now()) / 1_000;
+    let mut last = LAST_MICROS.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST_MICROS.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return UNIX_EPOCH + Duration::from_micros(next),
+            Err(seen) => last = seen,
+        }
+    }
 }
 
 /// `X-Timestamp`: seconds with five decimals, as Swift prints them (`1700000000.12345`).
@@ -94,11 +110,16 @@ impl ObjectMeta {
     /// different precision, so the recorded time matches when equal after truncation to the
     /// backend's resolution (ns, us, ms or s).
     pub(super) fn describes(&self, status: &FileStatus) -> bool {
+        self.size == status.size && self.same_write(status)
+    }
+
+    /// Whether the data whose status is `status` was written with this record's modification time
+    /// (see [`unique_write_time`]: no two writes of this process share one).
+    pub(super) fn same_write(&self, status: &FileStatus) -> bool {
         let stored = nanos(status.mtime);
-        self.size == status.size
-            && [1, 1_000, 1_000_000, 1_000_000_000]
-                .iter()
-                .any(|unit| stored == self.data_mtime_ns / unit * unit)
+        [1, 1_000, 1_000_000, 1_000_000_000]
+            .iter()
+            .any(|unit| stored == self.data_mtime_ns / unit * unit)
     }
 
     /// What can be said about an object whose record is missing or stale: size and times from the
@@ -158,31 +179,6 @@ pub(super) async fn read_record<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&data)
         .map(Some)
         .map_err(|e| internal(format!("metadata record {key} is corrupt: {e}")))
-}
-
-/// Writes (or replaces) a JSON record, atomically.
-pub(super) async fn write_record<T: Serialize>(
-    state: &AppState,
-    key: &Key,
-    record: &T,
-) -> ApiResult<()> {
-    let data = Bytes::from(serde_json::to_vec(record).expect("records serialize"));
-    let options = PutOptions {
-        mtime: None,
-        expected_len: Some(data.len() as u64),
-        overwrite: true,
-    };
-    let body = futures::stream::once(async move { Ok(data) }).boxed();
-    state.backend.put(key, body, options).await?;
-    Ok(())
-}
-
-/// Removes a record; a missing one is fine.
-pub(super) async fn delete_record(state: &AppState, key: &Key) -> ApiResult<()> {
-    match state.backend.delete(key).await {
-        Ok(()) | Err(BackendError::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn internal(message: String) -> ApiError {

@@ -2,7 +2,9 @@
 //! what python-swiftclient and other Swift clients need to put objects into the archive for the HLM.
 //!
 //! One concern per file: [`tempauth`] (tokens, [`authorize`]), [`names`] (paths, keys, validation),
-//! `metadata` (records, metadata headers, timestamps), `checksum` (streaming MD5), `listing`,
+//! `metadata` (records, metadata headers, timestamps), [`index`] (the SQLite index of accounts,
+//! containers and objects, with their counts), `index_build` (opening it, building it from an
+//! existing prefix, crash repair), `checksum` (streaming MD5), `listing`,
 //! `account`, `container`, `object` (the operations), `conditional` (`If-*` headers of GET and HEAD), `copy` (server-side copy), `dlo` (large-object manifests), `info` (`/info`). This file owns routing, method
 //! dispatch and the `X-Trans-Id` header on every response.
 
@@ -12,6 +14,8 @@ mod conditional;
 mod container;
 mod copy;
 mod dlo;
+pub mod index;
+mod index_build;
 mod info;
 mod listing;
 mod metadata;
@@ -29,11 +33,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-pub use container::container_object_keys;
+pub use container::{container_object_keys, container_object_keys_page};
 pub use info::capabilities;
 pub use names::{object_key, swift_name_of};
 pub use object::recall_needed;
 pub use tempauth::{authorize, Identity};
+
+/// The Swift index of `state`'s archive, opened (and built or repaired) on first use.
+pub(crate) async fn index_of(state: &AppState) -> ApiResult<&index::SwiftIndex> {
+    state
+        .swift_index
+        .get_or_try_init(|| index_build::open_index(state))
+        .await
+}
+
+/// Opens the Swift index at start-up, so that building it for an existing prefix happens before
+/// the port opens rather than in the first request.
+pub async fn open_index(state: &AppState) -> Result<(), ApiError> {
+    index_of(state).await.map(drop)
+}
 
 /// The routes of the Swift API.
 pub fn router() -> Router<AppState> {

@@ -3,17 +3,15 @@
 //! A request path `/v1/<account>[/<container>[/<object>]]` is percent-decoded as a whole and then split
 //! (as Swift does, so `%2F` in an object name is a `/`). Object data lives at
 //! `<root>/<account>/<container>/<object>` (the Swift-on-File layout). What Swift keeps in its databases
-//! lives in a separate tree, `.archiveinterface-swift/<root>/...`, whose first segment no object name can
-//! produce and which the archive listing and migration policies skip as server state:
-//! - `.../containers/<account>/<container>`: a container's record (existence, metadata);
-//! - `.../objects/<account>/<container>/<sha256 of the object name>`: an object's metadata. Hashing the
-//!   name keeps every metadata key one segment deep, so no two objects' metadata can ever conflict on
-//!   disk, whatever their names.
+//! lives in the Swift index, in `.archiveinterface-swift/` by default, a name no object name can produce
+//! and which the archive listing and migration policies skip as server state. Earlier versions kept
+//! it as JSON records under `.archiveinterface-swift/<root>/` (`accounts/<account>`,
+//! `containers/<account>/<container>`, `objects/<account>/<container>/<sha256 of the name>`), which
+//! are read once to build the index.
 
 use crate::config::SwiftConfig;
 use crate::error::ApiError;
 use archive_core::Key;
-use sha2::{Digest, Sha256};
 
 /// Names starting with this are the server's own state in every backend; no Swift name may use them.
 const STATE_PREFIX: &str = ".archiveinterface";
@@ -139,11 +137,6 @@ pub fn swift_name_of(config: &SwiftConfig, key: &Key) -> Option<String> {
     Some(format!("/{account}/{container}/{object}"))
 }
 
-/// Prefix of every object key of an account (`<root>/<account>/`).
-pub(super) fn account_data_prefix(config: &SwiftConfig, account: &str) -> String {
-    format!("{}/{account}/", config.root)
-}
-
 /// Prefix of every object key of a container (`<root>/<account>/<container>/`).
 pub(super) fn container_data_prefix(
     config: &SwiftConfig,
@@ -153,52 +146,17 @@ pub(super) fn container_data_prefix(
     format!("{}/{account}/{container}/", config.root)
 }
 
+/// The directory (in the prefix) of the server's Swift state: the index, and the records of earlier
+/// versions.
+pub(super) const STATE_DIR: &str = ".archiveinterface-swift";
+
 fn meta_root(config: &SwiftConfig) -> String {
-    format!("{STATE_PREFIX}-swift/{}", config.root)
+    format!("{STATE_DIR}/{}", config.root)
 }
 
-/// The key of an account's record.
-pub(super) fn account_record_key(config: &SwiftConfig, account: &str) -> Result<Key, ApiError> {
-    check_account(account)?;
-    key(format!("{}/accounts/{account}", meta_root(config)))
-}
-
-/// Prefix of the container records of an account.
-pub(super) fn container_records_prefix(config: &SwiftConfig, account: &str) -> String {
-    format!("{}/containers/{account}/", meta_root(config))
-}
-
-/// The key of a container's record.
-pub(super) fn container_record_key(
-    config: &SwiftConfig,
-    account: &str,
-    container: &str,
-) -> Result<Key, ApiError> {
-    check_account(account)?;
-    check_container(container)?;
-    key(format!(
-        "{}{container}",
-        container_records_prefix(config, account)
-    ))
-}
-
-/// Prefix of the object metadata of a container.
-pub(super) fn object_meta_prefix(config: &SwiftConfig, account: &str, container: &str) -> String {
-    format!("{}/objects/{account}/{container}/", meta_root(config))
-}
-
-/// The key of an object's metadata.
-pub(super) fn object_meta_key(
-    config: &SwiftConfig,
-    account: &str,
-    container: &str,
-    object: &str,
-) -> Result<Key, ApiError> {
-    let digest = hex::encode(Sha256::digest(object.as_bytes()));
-    key(format!(
-        "{}{digest}",
-        object_meta_prefix(config, account, container)
-    ))
+/// Where earlier versions kept Swift's records as JSON files (read once, to build the index).
+pub(super) fn records_root(config: &SwiftConfig) -> String {
+    meta_root(config)
 }
 
 #[cfg(test)]
@@ -254,19 +212,11 @@ mod tests {
     }
 
     #[test]
-    fn names_round_trip_and_metadata_is_separate() {
+    fn names_round_trip() {
         let c = config();
         let k = object_key(&c, "AUTH_test", "c", "a/b").unwrap();
         assert_eq!(swift_name_of(&c, &k).as_deref(), Some("/AUTH_test/c/a/b"));
         assert_eq!(swift_name_of(&c, &Key::new("1234").unwrap()), None);
-        let m = object_meta_key(&c, "AUTH_test", "c", "a/b").unwrap();
-        assert!(m
-            .as_str()
-            .starts_with(".archiveinterface-swift/.swift/objects/AUTH_test/c/"));
-        assert_eq!(m.as_str().matches('/').count(), 5);
-        assert_eq!(
-            container_record_key(&c, "AUTH_test", "c").unwrap().as_str(),
-            ".archiveinterface-swift/.swift/containers/AUTH_test/c"
-        );
+        assert_eq!(records_root(&c), ".archiveinterface-swift/.swift");
     }
 }

@@ -1,7 +1,8 @@
 //! Objects: PUT (streamed, MD5 `ETag`, `X-Object-Meta-*` kept, overwrite allowed), GET (with `Range`),
 //! HEAD, POST (replaces user metadata) and DELETE. Data goes through the backend under the object's key,
-//! metadata into the object's record (written after the data, so a record always describes data that
-//! was completely stored).
+//! metadata into the object's row in the Swift index, written after the data under the index's write
+//! lock and only if that data is still the one under the key: of racing PUTs, the row written last
+//! is the one of the data linked last, and readers check that the row describes the data they see.
 //!
 //! ETags are the bare MD5 hex, as Swift sends them (clients print and compare them unquoted).
 //!
@@ -12,11 +13,11 @@
 use super::checksum::{hashing, normalise_etag};
 use super::conditional::{self, Validators};
 use super::container;
+use super::index_of;
 use super::metadata::{
-    self, delete_record, header_text, nanos, put_headers, read_record, user_metadata, write_record,
-    ObjectMeta,
+    self, header_text, nanos, put_headers, unique_write_time, user_metadata, ObjectMeta,
 };
-use super::names::{object_key, object_meta_key};
+use super::names::object_key;
 use crate::error::{ApiError, ApiResult};
 use crate::pacifica::range::{parse_range_header, satisfiable};
 use crate::upload::upload_stream;
@@ -46,15 +47,6 @@ pub(super) struct ObjectRef<'a> {
 impl ObjectRef<'_> {
     pub(super) fn data_key(&self, state: &AppState) -> ApiResult<Key> {
         object_key(
-            &state.config.swift,
-            self.account,
-            self.container,
-            self.object,
-        )
-    }
-
-    fn meta_key(&self, state: &AppState) -> ApiResult<Key> {
-        object_meta_key(
             &state.config.swift,
             self.account,
             self.container,
@@ -103,18 +95,18 @@ pub(super) async fn status_and_meta(
     Ok((status, meta))
 }
 
-/// The object's record if it describes the current data, else what the data alone tells.
+/// The object's row if it describes the current data, else what the data alone tells (only while a
+/// PUT between its data and its row is in flight, or after a crash there until the next start-up
+/// repairs the row).
 async fn current_meta(
     state: &AppState,
     obj: ObjectRef<'_>,
     status: &FileStatus,
 ) -> ApiResult<ObjectMeta> {
-    let record: Option<ObjectMeta> = match read_record(state, &obj.meta_key(state)?).await {
-        Ok(record) => record,
-        // A record that cannot be read now (e.g. on tape) must not make the object unreadable.
-        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => None,
-        Err(e) => return Err(e),
-    };
+    let record = index_of(state)
+        .await?
+        .object(obj.account, obj.container, obj.object)
+        .await?;
     Ok(record
         .filter(|m| m.describes(status))
         .unwrap_or_else(|| ObjectMeta::fallback(obj.object, status)))
@@ -168,7 +160,7 @@ pub(super) async fn check_conflicts(state: &AppState, obj: ObjectRef<'_>) -> Api
         at += slash + 1;
     }
     let below = format!("{}/", obj.data_key(state)?);
-    if let Some(entry) = state.backend.list(&below).await?.first() {
+    if let Some(entry) = state.backend.list_page(&below, None, 1).await?.first() {
         let name = entry.key.as_str().strip_prefix(&below).unwrap_or_default();
         return Err(conflict(&format!("{}/{name}", obj.object)));
     }
@@ -277,55 +269,130 @@ pub(super) struct Upload {
 }
 
 /// Streams `body` into the backend under `obj` (replacing an existing object atomically), then writes
-/// its record. With an expected MD5 that the data does not have: 422 and nothing stored.
+/// its row. With an expected MD5 that the data does not have: 422 and nothing stored.
+///
+/// The data is written with a modification time no other write shares, which identifies it. Before
+/// the data, an intent is recorded (so a crash between data and row is repaired at the next
+/// start-up); after it, under the index's write lock, the row is written only if the data under the
+/// key is still this one (a racing PUT that linked its data later writes its own row), and only if
+/// the container still exists (else this PUT's data is removed again and the answer is 404).
 pub(super) async fn store(
     state: &AppState,
     obj: ObjectRef<'_>,
     body: ByteStream,
     upload: Upload,
 ) -> ApiResult<ObjectMeta> {
+    let state = state.clone();
+    let (account, container, object) = (
+        obj.account.to_string(),
+        obj.container.to_string(),
+        obj.object.to_string(),
+    );
+    // A task of its own: a client that goes away mid-request must not stop the store between the
+    // data being linked and its row being written.
+    tokio::spawn(async move {
+        let obj = ObjectRef {
+            account: &account,
+            container: &container,
+            object: &object,
+        };
+        store_to_end(&state, obj, body, upload).await
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("storing the object failed: {e}"),
+        )
+    })?
+}
+
+async fn store_to_end(
+    state: &AppState,
+    obj: ObjectRef<'_>,
+    body: ByteStream,
+    upload: Upload,
+) -> ApiResult<ObjectMeta> {
     let key = obj.data_key(state)?;
-    let now = SystemTime::now();
+    let index = index_of(state).await?;
+    let written = unique_write_time();
+    let now = nanos(SystemTime::now());
+    let mut record = ObjectMeta {
+        name: obj.object.to_string(),
+        etag: String::new(),
+        content_type: upload.content_type,
+        size: upload.expected_len.unwrap_or(0),
+        data_mtime_ns: nanos(written),
+        timestamp_ns: now,
+        headers: upload.kept,
+    };
+    let intent = index
+        .add_intent(obj.account, obj.container, &record)
+        .await?;
     let options = PutOptions {
-        mtime: Some(now),
+        mtime: Some(written),
         expected_len: upload.expected_len,
         overwrite: true,
     };
     let (stream, md5) = hashing(body, upload.expected_etag.clone());
     let stored = state.backend.put(&key, stream, options).await;
     let digest = md5.get();
-    if let (Some(expected), Some(digest)) = (&upload.expected_etag, &digest) {
-        if expected != digest {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "The body's MD5 is {digest} but the ETag header said {expected}; nothing was stored"
-                ),
-            ));
-        }
-    }
-    match stored {
-        Ok(_) => {}
-        // Only a name clash on disk refuses an overwriting put (e.g. a parent path created meanwhile).
-        Err(BackendError::AlreadyExists { .. }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("Object {} conflicts with another object's path", obj.path()),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let status = state.backend.status(&key).await?;
-    let record = ObjectMeta {
-        name: obj.object.to_string(),
-        etag: digest.unwrap_or_default(),
-        content_type: upload.content_type,
-        size: status.size,
-        data_mtime_ns: nanos(now),
-        timestamp_ns: nanos(now),
-        headers: upload.kept,
+    let mismatch = match (&upload.expected_etag, &digest) {
+        (Some(expected), Some(digest)) if expected != digest => Some(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "The body's MD5 is {digest} but the ETag header said {expected}; nothing was stored"
+            ),
+        )),
+        _ => None,
     };
-    write_record(state, &obj.meta_key(state)?, &record).await?;
+    let stored = match (mismatch, stored) {
+        (None, Ok(stored)) => stored,
+        (Some(error), _) => {
+            index.remove_intent(intent).await?;
+            return Err(error);
+        }
+        (None, Err(e)) => {
+            index.remove_intent(intent).await?;
+            return Err(match e {
+                // Only a name clash on disk refuses an overwriting put (e.g. a parent path created
+                // meanwhile).
+                BackendError::AlreadyExists { .. } => ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("Object {} conflicts with another object's path", obj.path()),
+                ),
+                e => e.into(),
+            });
+        }
+    };
+    record.size = stored.bytes;
+    record.etag = digest.unwrap_or_default();
+    let mut tx = index.begin().await?;
+    let ours = match state.backend.status(&key).await {
+        Ok(status) => record.describes(&status),
+        Err(BackendError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if tx.container(obj.account, obj.container).await?.is_none() {
+        // The container was deleted while the data streamed: take the data back out.
+        if ours {
+            match state.backend.delete(&key).await {
+                Ok(()) | Err(BackendError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tx.remove_intent(intent).await?;
+        tx.commit().await?;
+        return Err(container::require(state, obj.account, obj.container)
+            .await
+            .err()
+            .unwrap_or_else(|| obj.not_found()));
+    }
+    if ours {
+        tx.put_object(obj.account, obj.container, &record).await?;
+    }
+    tx.remove_intent(intent).await?;
+    tx.commit().await?;
     Ok(record)
 }
 
@@ -480,13 +547,25 @@ pub(super) async fn post_object(
     let key = obj.data_key(state)?;
     let status = status(state, obj, &key).await?;
     let kept = request_metadata(headers)?;
-    let mut meta = current_meta(state, obj, &status).await?;
+    let index = index_of(state).await?;
+    let mut tx = index.begin().await?;
+    let stored = tx.object(obj.account, obj.container, obj.object).await?;
+    let mut meta = stored
+        .filter(|m| m.describes(&status))
+        .unwrap_or_else(|| ObjectMeta::fallback(obj.object, &status));
     meta.headers = kept;
     if let Some(t) = content_type(headers, obj.object) {
         meta.content_type = t;
     }
     meta.timestamp_ns = nanos(SystemTime::now());
-    write_record(state, &obj.meta_key(state)?, &meta).await?;
+    // Written only if the data is still the one this metadata describes (a PUT may have replaced it).
+    match state.backend.status(&key).await {
+        Ok(now) if meta.describes(&now) => tx.put_object(obj.account, obj.container, &meta).await?,
+        Ok(_) => {}
+        Err(BackendError::NotFound { .. }) => return Err(obj.not_found()),
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -498,11 +577,24 @@ pub(super) async fn post_object(
 /// `DELETE /v1/a/c/o`.
 pub(super) async fn delete_object(state: &AppState, obj: ObjectRef<'_>) -> ApiResult<Response> {
     let key = obj.data_key(state)?;
-    match state.backend.delete(&key).await {
-        Ok(()) => {}
-        Err(BackendError::NotFound { .. }) => return Err(obj.not_found()),
+    let found = match state.backend.delete(&key).await {
+        Ok(()) => true,
+        Err(BackendError::NotFound { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    // The row goes only if no PUT linked new data since (that PUT writes its own row).
+    let mut tx = index_of(state).await?.begin().await?;
+    match state.backend.status(&key).await {
+        Err(BackendError::NotFound { .. }) => {
+            tx.delete_object(obj.account, obj.container, obj.object)
+                .await?
+        }
+        Ok(_) => {}
         Err(e) => return Err(e.into()),
     }
-    delete_record(state, &obj.meta_key(state)?).await?;
+    tx.commit().await?;
+    if !found {
+        return Err(obj.not_found());
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }

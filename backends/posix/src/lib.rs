@@ -159,8 +159,11 @@ impl ArchiveBackend for PosixBackend {
             }
             std::fs::remove_file(&path)
                 .map_err(|e| PosixError::Remove(path.clone(), e).into_core(&key))?;
-            staging::sync_dir(path.parent().unwrap_or(Path::new("/")))
-                .map_err(|e| PosixError::Sync(path.clone(), e).into_core(&key))?;
+            match staging::sync_dir(path.parent().unwrap_or(Path::new("/"))) {
+                // A concurrent delete of the last sibling pruned the directory: the file is gone.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.map_err(|e| PosixError::Sync(path.clone(), e).into_core(&key))?,
+            }
             let mut dir = path.parent();
             while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
                 // Fails (and stops) at the first directory that is not empty.
@@ -177,6 +180,17 @@ impl ArchiveBackend for PosixBackend {
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
         let (root, prefix) = (self.root.clone(), prefix.to_string());
         blocking(move || walk::list(&root, &prefix)).await
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>> {
+        let (root, prefix) = (self.root.clone(), prefix.to_string());
+        let after = after.map(str::to_string);
+        blocking(move || walk::list_page(&root, &prefix, after.as_deref(), limit)).await
     }
 }
 

@@ -1,5 +1,6 @@
-//! Walking the archive tree: prefix listings, and the start-up sweep that removes partial files left
-//! by a crash in the middle of a write (only those whose owning instance is gone).
+//! Walking the archive tree: prefix listings (whole, or one page walked in key order), and the
+//! start-up sweep that removes partial files left by a crash in the middle of a write (only those
+//! whose owning instance is gone).
 
 use crate::error::PosixError;
 use crate::instance::{Owners, INSTANCES_DIR};
@@ -74,6 +75,125 @@ pub(crate) fn list(root: &Path, prefix: &str) -> Result<Vec<ListEntry>> {
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// One page of [`list`]: the files whose key starts with `prefix` and sorts after `after`, at most
+/// `limit`, sorted by key. The tree is walked in key order (a directory `d` sorts as `d/`), subtrees
+/// wholly before `after` or outside the prefix are not entered, only returned files are stat-ed, and
+/// the walk stops once the page is full. Each directory entered is still read whole (to sort it).
+pub(crate) fn list_page(
+    root: &Path,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ListEntry>> {
+    let mut out = Vec::new();
+    if limit > 0 {
+        page_of_dir(root, "", prefix, after, limit, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Whether keys below the directory whose keys start with `dir_key` (ending in `/`) can be on the
+/// page: they must be able to start with the prefix, and not all sort at or before `after`.
+fn worth_entering(dir_key: &str, prefix: &str, after: Option<&str>) -> bool {
+    let matches_prefix = dir_key.starts_with(prefix) || prefix.starts_with(dir_key);
+    let past_after = after.is_none_or(|a| dir_key > a || a.starts_with(dir_key));
+    matches_prefix && past_after
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Directories read and files stat-ed by `list_page` on this thread, for the tests of its cost.
+    static WORK: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts one directory read (`dirs`) or one stat (`stats`) for the tests; nothing otherwise.
+fn count_work(dirs: usize, stats: usize) {
+    #[cfg(test)]
+    WORK.with(|w| {
+        let (d, s) = w.get();
+        w.set((d + dirs, s + stats));
+    });
+    let _ = (dirs, stats);
+}
+
+fn page_of_dir(
+    root: &Path,
+    rel: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+    out: &mut Vec<ListEntry>,
+) -> Result<()> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(()),
+        Err(e) => {
+            return Err(archive_core::Error::backend(
+                "posix",
+                PosixError::List(dir, e),
+            ))
+        }
+    };
+    count_work(1, 0);
+    // (key, or key + "/" for a directory; whether it is a directory). The file type comes from the
+    // directory entry itself, without a stat.
+    let mut children = Vec::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| archive_core::Error::backend("posix", PosixError::List(dir.clone(), e)))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if skipped(name) {
+            continue;
+        }
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let key = format!("{rel}{name}");
+        if file_type.is_dir() {
+            let dir_key = format!("{key}/");
+            if worth_entering(&dir_key, prefix, after) {
+                children.push((dir_key, true));
+            }
+        } else if file_type.is_file()
+            && key.starts_with(prefix)
+            && after.is_none_or(|a| key.as_str() > a)
+        {
+            children.push((key, false));
+        }
+    }
+    children.sort_unstable();
+    for (key, is_dir) in children {
+        if out.len() >= limit {
+            break;
+        }
+        if is_dir {
+            page_of_dir(root, &key, prefix, after, limit, out)?;
+            continue;
+        }
+        let Ok(key) = Key::new(key) else { continue };
+        count_work(0, 1);
+        let Ok(meta) = std::fs::metadata(root.join(key.as_str())) else {
+            // Removed since the directory was read.
+            continue;
+        };
+        if meta.is_file() {
+            out.push(ListEntry {
+                key,
+                size: meta.len(),
+                mtime: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Removes the partial files under `root` whose owner is gone (a process that crashed in the middle of
@@ -234,5 +354,22 @@ mod tests {
         .unwrap();
         assert_eq!(removed, 1);
         assert!(!later.exists());
+    }
+
+    #[test]
+    fn a_page_reads_and_stats_only_what_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in 0..10 {
+            std::fs::create_dir(dir.path().join(format!("d{d}"))).unwrap();
+            for f in 0..10 {
+                std::fs::write(dir.path().join(format!("d{d}/f{f}")), b"x").unwrap();
+            }
+        }
+        WORK.with(|w| w.set((0, 0)));
+        let page = list_page(dir.path(), "", Some("d4/f7"), 5).unwrap();
+        let keys: Vec<&str> = page.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["d4/f8", "d4/f9", "d5/f0", "d5/f1", "d5/f2"]);
+        // The root, d4 and d5: not d0..d3 (before `after`) nor d6..d9 (after the page filled).
+        assert_eq!(WORK.with(|w| w.get()), (3, 5));
     }
 }

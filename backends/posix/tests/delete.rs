@@ -30,3 +30,29 @@ async fn delete_prunes_empty_parents_only() {
     put(&b, "a").await;
     assert!(b.root().join("a").is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deletes_of_the_last_siblings_both_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = std::sync::Arc::new(PosixBackend::new(dir.path().join("archive")).unwrap());
+    for round in 0..200 {
+        let keys: Vec<String> = (0..4).map(|i| format!("r{round}/d/f{i}")).collect();
+        for key in &keys {
+            put(&b, key).await;
+        }
+        let deletes: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let (b, key) = (b.clone(), Key::new(key.as_str()).unwrap());
+                tokio::spawn(async move { b.delete(&key).await })
+            })
+            .collect();
+        for delete in deletes {
+            delete
+                .await
+                .unwrap()
+                .expect("a delete racing its siblings' pruning");
+        }
+        assert!(!b.root().join(format!("r{round}")).exists());
+    }
+}
