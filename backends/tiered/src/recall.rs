@@ -26,25 +26,22 @@ impl Inner {
         // The drive of the current run of keys on one tape.
         let mut held: Option<Arc<DriveLease>> = None;
         for key in keys {
-            let lease = match self.migrated_tape(key).await {
-                Ok(Some(tape)) => {
-                    if held.as_ref().is_none_or(|lease| lease.tape() != tape) {
-                        // Given back before waiting for the next tape's drive.
-                        drop(held.take());
-                        held = Some(Arc::new(self.tape.acquire(tape).await));
-                    }
-                    held.clone()
+            match self.migrated_tape(key).await {
+                Ok(Some(tape)) if held.as_ref().is_none_or(|lease| lease.tape() != tape) => {
+                    // Given back before waiting for the next tape's drive.
+                    drop(held.take());
+                    held = Some(Arc::new(self.tape.acquire(tape).await));
                 }
-                Ok(None) => {
-                    out.push((key.clone(), Ok(())));
-                    continue;
-                }
+                Ok(_) => {}
                 Err(e) => {
                     out.push((key.clone(), Err(e)));
                     continue;
                 }
-            };
-            match Arc::clone(self).recall_unit(key.clone(), lease).await {
+            }
+            match Arc::clone(self)
+                .recall_unit(key.clone(), held.clone())
+                .await
+            {
                 Attempt::Done(outcome) => out.push((key.clone(), outcome)),
                 Attempt::Busy => busy.push(key.clone()),
             }
@@ -74,31 +71,32 @@ impl Inner {
             .map(|e| e.tape))
     }
 
-    /// One key's recall as a task of its own, on `lease` when it holds the right tape.
-    async fn recall_unit(self: Arc<Self>, key: Key, lease: Option<Arc<DriveLease>>) -> Attempt {
+    /// One key's recall as a task of its own. `held` is the drive the caller holds (used when it has
+    /// the right tape); without one, the unit finds a drive itself. Even a key whose data is on disk
+    /// is answered under its lock, so that a migration still running on it is waited for.
+    async fn recall_unit(self: Arc<Self>, key: Key, held: Option<Arc<DriveLease>>) -> Attempt {
         run_unit(async move {
-            let tape = match self.migrated_tape(&key).await {
-                Ok(Some(tape)) => tape,
-                Ok(None) => return Attempt::Done(Ok(())),
-                Err(e) => return Attempt::Done(Err(e)),
-            };
-            let lease = match lease {
-                Some(lease) if lease.tape() == tape => lease,
-                // Moved to another tape meanwhile: come back without the caller's drive (waiting for
+            let lease = match (self.migrated_tape(&key).await, held) {
+                (Err(e), _) => return Attempt::Done(Err(e)),
+                (Ok(None), _) => None,
+                (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => Some(lease),
+                // Another tape than the caller's: come back without the caller's drive (waiting for
                 // a second drive while the caller holds one could wait forever).
-                Some(_) => return Attempt::Busy,
-                None => Arc::new(self.tape.acquire(tape).await),
+                (Ok(Some(_)), Some(_)) => return Attempt::Busy,
+                (Ok(Some(tape)), None) => Some(Arc::new(self.tape.acquire(tape).await)),
             };
             // Drive before key lock (see `locks`): only tried.
             let Some(_guard) = self.locks.try_lock(&key) else {
                 return Attempt::Busy;
             };
-            // Looked at again under the lock: the key may have changed while the drive was found.
-            match self.migrated_tape(&key).await {
-                Ok(Some(now)) if now == tape => Attempt::Done(self.recall_one(&lease, &key).await),
-                Ok(Some(_)) => Attempt::Busy,
-                Ok(None) => Attempt::Done(Ok(())),
-                Err(e) => Attempt::Done(Err(e)),
+            // Looked at again under the lock: the key may have changed meanwhile.
+            match (self.migrated_tape(&key).await, lease) {
+                (Err(e), _) => Attempt::Done(Err(e)),
+                (Ok(None), _) => Attempt::Done(Ok(())),
+                (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => {
+                    Attempt::Done(self.recall_one(&lease, &key).await)
+                }
+                (Ok(Some(_)), _) => Attempt::Busy,
             }
         })
         .await
