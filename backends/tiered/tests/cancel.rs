@@ -20,14 +20,42 @@ fn files() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Polls `work` `polls` times (pausing between polls so blocking steps progress), then drops it.
-async fn cut_after<F: Future>(work: F, polls: usize) {
+/// Polls `work` until `cut(polls so far)` says stop (pausing between polls so blocking steps
+/// progress), then drops it; returns early if it finishes.
+async fn cut_when<F: Future>(work: F, mut cut: impl FnMut(usize) -> bool) {
     let mut work = std::pin::pin!(work);
-    for _ in 0..polls {
+    let mut polls = 0;
+    while !cut(polls) {
         if futures::poll!(work.as_mut()).is_ready() {
             return;
         }
-        tokio::time::sleep(Duration::from_micros(400)).await;
+        polls += 1;
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// Where to cut: after a number of polls, or right when a step becomes visible on a tier.
+#[derive(Debug, Clone)]
+enum Cut {
+    Polls(usize),
+    /// The disk copy of this key is gone (released, not yet recorded) or back (recalled).
+    DiskCopyChanged(&'static str),
+}
+
+fn cuts() -> Vec<Cut> {
+    let mut cuts: Vec<Cut> = (0..16).map(Cut::Polls).collect();
+    cuts.extend(files().into_iter().map(|(k, _)| Cut::DiskCopyChanged(k)));
+    cuts
+}
+
+async fn cut_at<F: Future>(b: &TieredBackend, work: F, at: &Cut) {
+    match at {
+        Cut::Polls(n) => cut_when(work, |polls| polls >= *n).await,
+        Cut::DiskCopyChanged(k) => {
+            let path = b.prefix().join(k);
+            let before = path.is_file();
+            cut_when(work, |_| path.is_file() != before).await
+        }
     }
 }
 
@@ -96,15 +124,15 @@ async fn recall_reads_back(b: &TieredBackend, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_migrate_leaves_consistent_state() {
-    for polls in 0..24 {
-        let what = format!("migrate dropped after {polls} polls");
+    for at in cuts() {
+        let what = format!("migrate dropped at {at:?}");
         let dir = tempfile::tempdir().unwrap();
         let b = open(dir.path(), small_library());
         for (k, data) in files() {
             put(&b, k, &data).await;
         }
         let keys = keys_of(&files());
-        cut_after(b.migrate(&keys), polls).await;
+        cut_at(&b, b.migrate(&keys), &at).await;
         views_agree(&b, &keys, &what).await;
         recall_reads_back(&b, &what).await;
         views_agree(&b, &keys, &what).await;
@@ -113,8 +141,8 @@ async fn a_dropped_migrate_leaves_consistent_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_recall_leaves_consistent_state() {
-    for polls in 0..24 {
-        let what = format!("recall dropped after {polls} polls");
+    for at in cuts() {
+        let what = format!("recall dropped at {at:?}");
         let dir = tempfile::tempdir().unwrap();
         let b = open(dir.path(), small_library());
         for (k, data) in files() {
@@ -124,7 +152,7 @@ async fn a_dropped_recall_leaves_consistent_state() {
         for (k, r) in b.migrate(&keys).await.unwrap() {
             r.unwrap_or_else(|e| panic!("{k}: {e}"));
         }
-        cut_after(b.recall(&keys), polls).await;
+        cut_at(&b, b.recall(&keys), &at).await;
         views_agree(&b, &keys, &what).await;
         recall_reads_back(&b, &what).await;
     }
