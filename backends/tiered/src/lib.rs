@@ -9,8 +9,8 @@
 //! Module map: [`config`] (the `[tiered]` section), `catalog` (the durable journal of tape copies),
 //! `tape` (the tape model), `migrate` and `recall` (the HSM operations), `repair` (crash repair at
 //! open), `owner` (one process per archive), [`policy`] (age and watermark migration in the
-//! background), `locks` (per-key locks),
-//! [`crash`] (crash injection for the tests), `error`.
+//! background), `reads` (recent reads for the policy), `locks` (per-key locks), [`crash`] (crash
+//! injection for the tests), `error`.
 
 #![warn(missing_docs)]
 
