@@ -186,7 +186,11 @@ impl Catalog {
         };
         journal.records_since_compaction += 1;
         if journal.records_since_compaction > 4 * len + 10_000 {
-            self.compact_locked(&mut journal).map_err(err)?;
+            // The record is durable already: a failed compaction is retried later, not this
+            // operation's failure.
+            if let Err(e) = self.compact_locked(&mut journal) {
+                tracing::warn!(path = %path.display(), error = %e, "could not compact the journal");
+            }
         }
         Ok(())
     }
@@ -233,8 +237,9 @@ impl Catalog {
             written
         };
         std::fs::rename(&tmp, &journal.path)?;
-        // Appends go to the new file from here on, even if syncing the directory fails below.
-        journal.file = open_append(&journal.path)?;
+        // Appends go to the new file from here on, even if syncing the directory fails below; if it
+        // cannot be opened, the next append compacts again rather than write to the replaced file.
+        journal.file = open_append(&journal.path).inspect_err(|_| journal.torn = true)?;
         journal.len = len;
         journal.torn = false;
         journal.records_since_compaction = 0;

@@ -83,7 +83,7 @@ async fn disagreement(b: &TieredBackend, k: &Key) -> Option<String> {
         _ => (false, true),
     };
     let migrated = status.state == HsmState::Migrated;
-    let ok = on_disk == !migrated
+    let ok = on_disk != migrated
         && resident_copy == on_disk
         && (matches!(placement, Placement::Disk) || on_tape)
         && (status.state == HsmState::Resident) == matches!(placement, Placement::Disk);
