@@ -251,6 +251,7 @@ impl Journal {
     /// Writes `bytes` at the end and fsyncs; `len` moves only when both succeeded.
     fn write_durably(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.file.write_all(bytes)?;
+        crate::crash::failure_point(crate::crash::FAIL_JOURNAL_FSYNC)?;
         self.file.sync_data()?;
         self.len += bytes.len() as u64;
         Ok(())
