@@ -24,7 +24,7 @@ pub enum OpenError {
     /// Another process holds this tiered archive (its catalog and tape positions live in that process).
     #[error(
         "tiered backend: the archive is held by another process: {holder} (lock '{path}'); a tiered \
-         archive is served by one process at a time, stop that one first",
+         archive is served by one process at a time, which runs its HLM dispatcher too",
         path = .path.display()
     )]
     Held {
