@@ -50,7 +50,10 @@ fn cold_files(cold: &Path) -> usize {
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.file_type().unwrap().is_dir())
+        // Tape directories only (the cold tier also holds the server's own `.archiveinterface*` state).
+        .filter(|e| {
+            e.file_type().unwrap().is_dir() && e.file_name().to_string_lossy().starts_with('T')
+        })
         .map(|tape| std::fs::read_dir(tape.path()).unwrap().count())
         .sum()
 }
