@@ -95,7 +95,8 @@ pub struct HlmConfig {
     /// several server instances). Empty: a SQLite file in the prefix
     /// (`<prefix>/.archiveinterface-hlm-queue.db`).
     pub queue_url: String,
-    /// Run the dispatcher inside the server. Off: run `archiveinterface dispatcher` separately.
+    /// Run the dispatcher inside the server. Off: run `archiveinterface dispatcher` separately (only on
+    /// a backend several processes may open; the server refuses it otherwise, see `server`).
     pub dispatcher: bool,
     /// Requests the dispatcher executes at once.
     pub workers: usize,

@@ -120,6 +120,45 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
     Ok(opened)
 }
 
+/// Where the HLM dispatcher runs: inside the server, or in a standalone `archiveinterface dispatcher`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DispatcherSite {
+    Server,
+    Standalone,
+}
+
+/// Refuses the split set-up (a server with `hlm.dispatcher = false` plus a standalone dispatcher) on a
+/// backend that only one process can hold: the second process could never open it, so queued requests
+/// would never run. Checked after the backend opened and before the port opens.
+fn check_dispatcher_site(
+    config: &Config,
+    backend: &dyn ArchiveBackend,
+    site: DispatcherSite,
+) -> Result<(), StartError> {
+    let capabilities = backend.capabilities();
+    if !config.hlm.enabled || !capabilities.tape_tier || capabilities.shared_by_processes {
+        return Ok(());
+    }
+    let name = backend.name();
+    let message = match site {
+        DispatcherSite::Server if !config.hlm.dispatcher => format!(
+            "key `hlm.dispatcher` = false: migrate and recall requests would wait for a standalone \
+             `archiveinterface dispatcher`, but the {name} backend is held by one process (this \
+             server), so that dispatcher could never open it and the requests would never run; set \
+             `hlm.dispatcher = true`"
+        ),
+        DispatcherSite::Server => return Ok(()),
+        DispatcherSite::Standalone => format!(
+            "`archiveinterface dispatcher` cannot run beside a server on the {name} backend: it is held \
+             by one process, and the server holds it; run the dispatcher inside the server \
+             (`hlm.dispatcher = true`, the default)"
+        ),
+    };
+    Err(StartError::Config(
+        crate::config::ConfigError::from_message(message),
+    ))
+}
+
 /// The request-time settings, or the start-up error naming the key that made them impossible.
 fn settings_of(config: &Config) -> Result<Settings, StartError> {
     Settings::from_config(config).map_err(|e| {
@@ -274,6 +313,7 @@ pub async fn open_hlm(
 pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
     let settings = settings_of(&config)?;
     let opened = open_backend(&config).await?;
+    check_dispatcher_site(&config, opened.backend.as_ref(), DispatcherSite::Standalone)?;
     let Some(hlm) = open_hlm(&config, &opened.backend).await? else {
         return Err(StartError::Config(
             crate::config::ConfigError::from_message(format!(
@@ -300,6 +340,7 @@ pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
 pub async fn run(config: Config) -> Result<(), StartError> {
     let settings = settings_of(&config)?;
     let opened = open_backend(&config).await?;
+    check_dispatcher_site(&config, opened.backend.as_ref(), DispatcherSite::Server)?;
     let hlm = open_hlm(&config, &opened.backend).await?;
     let mut state = AppState::with_config(opened.backend.clone(), settings, config.clone());
     if config.swift.enabled {

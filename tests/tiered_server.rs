@@ -178,3 +178,78 @@ async fn a_slow_recall_answers_503_with_retry_after_then_serves() {
         data
     );
 }
+
+/// The holder's pid as the lock file and the refusal name it.
+fn holder(server: &ServerProcess) -> String {
+    format!("pid {} on host", server.child.id())
+}
+
+fn second_process(prefix: &std::path::Path, args: &[&str]) -> (Command, String) {
+    let port = common::server::free_port();
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .args(["-t", "tiered", "--prefix", prefix.to_str().unwrap()])
+        .args(["-a", "127.0.0.1", "-p", &port])
+        .env_remove("ARCHIVEINTERFACE_CONFIG");
+    (command, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_a_tiered_archive_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let mut first = tiered_server(&prefix, &[]);
+    let http = reqwest::Client::new();
+    put_old(&http, &format!("{}/1", first.url), b"held".to_vec()).await;
+
+    for args in [&[][..], &["dispatcher"][..]] {
+        let (command, port) = second_process(&prefix, args);
+        let err = common::server::expect_refusal(command, &port);
+        assert!(
+            err.contains("held by another process") && err.contains(&holder(&first)),
+            "{args:?}: {err}"
+        );
+    }
+    // The first server goes on serving, its files untouched.
+    let r = http.get(format!("{}/1", first.url)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"held");
+
+    // Killed without a chance to clean up, it leaves its lock file; the lock went with the process,
+    // so the next server starts.
+    first.signal(libc::SIGKILL);
+    first.wait_exit(Duration::from_secs(30));
+    let lock = prefix.join(".archiveinterface-tiered").join("owner.lock");
+    assert!(lock.exists(), "the lock file should outlive its holder");
+    let next = tiered_server(&prefix, &[]);
+    let r = http.get(format!("{}/1", next.url)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"held");
+    assert!(std::fs::read_to_string(&lock)
+        .unwrap()
+        .contains(&holder(&next)));
+}
+
+#[test]
+fn the_split_dispatcher_is_refused_on_the_tiered_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    // A server that leaves its queue to a standalone dispatcher: that dispatcher could never open
+    // the archive the server holds.
+    let (mut command, port) = second_process(&prefix, &[]);
+    command.env("ARCHIVEINTERFACE_HLM__DISPATCHER", "false");
+    let err = common::server::expect_refusal(command, &port);
+    assert!(
+        err.contains("hlm.dispatcher") && err.contains("never run"),
+        "{err}"
+    );
+    // A standalone dispatcher, even with no server running.
+    let (command, port) = second_process(&prefix, &["dispatcher"]);
+    let err = common::server::expect_refusal(command, &port);
+    assert!(
+        err.contains("archiveinterface dispatcher") && err.contains("held by one process"),
+        "{err}"
+    );
+    // Neither left the archive held: a server starts on it.
+    let server = tiered_server(&prefix, &[]);
+    assert!(server.log_text().contains("tiered backend open"));
+}

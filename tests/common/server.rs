@@ -1,8 +1,7 @@
 //! A real `archiveinterface` process for socket-level tests: started on port 0, its address read from
 //! its log, killed when dropped.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -115,6 +114,51 @@ impl ServerProcess {
     }
 }
 
+/// A port that is free now (for a process that must never open it).
+pub fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
+/// Runs `command` (told to listen on 127.0.0.1:`port`), which must refuse to start: it exits with
+/// status 2 and never opens the port. Returns what it wrote on stderr.
+pub fn expect_refusal(mut command: Command, port: &str) -> String {
+    use std::io::Read;
+    let mut child = command
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the binary");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        // Until it exits, the port must stay closed.
+        if std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok() {
+            let _ = child.kill();
+            panic!("the port opened although start-up should have been refused");
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process started although start-up should have been refused");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{err}");
+    err
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -181,12 +225,7 @@ pub fn wait_for_partials(dir: &Path, count: usize) -> Vec<PathBuf> {
 /// that port ever opens, and returns what it wrote to stderr.
 pub fn refuse_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port();
     let mut command = Command::new(binary());
     command.args(["-a", "127.0.0.1", "-p", &port]);
     if !args.contains(&"--prefix") {
@@ -196,33 +235,5 @@ pub fn refuse_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut child = command
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        // Until it exits, the port must stay closed.
-        assert!(
-            TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
-            "port opened despite a bad config"
-        );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "server started despite a bad config"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert_eq!(status.code(), Some(2));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    err
+    expect_refusal(command, &port)
 }

@@ -62,6 +62,14 @@ impl Key {
     }
 }
 
+/// Keys order, compare and hash exactly as their text does, so ordered maps of keys can be searched by
+/// a plain string (a listing prefix that is not itself a valid key, such as `"a/"`).
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -1,6 +1,8 @@
 //! Crash injection for the crash-safety tests: when the environment variable
 //! `ARCHIVE_TIERED_CRASH_AT` names a point, the process aborts there (no destructors, no flushing), as
-//! if it had been killed. Unset (always, in production), a crash point is one cached comparison.
+//! if it had been killed; when `ARCHIVE_TIERED_FAIL_AT` names a failure point, the I/O there fails with
+//! an injected error (what a dying disk does). Unset (always, in production), each point is one cached
+//! comparison.
 
 use std::sync::OnceLock;
 
@@ -19,11 +21,31 @@ pub const CRASH_POINTS: &[&str] = &[
     "recall:after-journal",
 ];
 
+/// The environment variable naming the failure point whose I/O fails.
+pub const FAIL_ENV: &str = "ARCHIVE_TIERED_FAIL_AT";
+
+/// The fsync of a journal append.
+pub const FAIL_JOURNAL_FSYNC: &str = "journal:fsync";
+
 fn armed() -> Option<&'static str> {
     static ARMED: OnceLock<Option<String>> = OnceLock::new();
     ARMED
         .get_or_init(|| std::env::var(CRASH_ENV).ok())
         .as_deref()
+}
+
+/// Fails with an injected I/O error if `name` is the armed failure point.
+pub(crate) fn failure_point(name: &'static str) -> std::io::Result<()> {
+    static ARMED: OnceLock<Option<String>> = OnceLock::new();
+    match ARMED
+        .get_or_init(|| std::env::var(FAIL_ENV).ok())
+        .as_deref()
+    {
+        Some(armed) if armed == name => {
+            Err(std::io::Error::other(format!("injected failure at {name}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Aborts the process if `name` is the armed crash point.

@@ -21,6 +21,18 @@ pub enum OpenError {
         /// The OS error.
         source: io::Error,
     },
+    /// Another process holds this tiered archive (its catalog and tape positions live in that process).
+    #[error(
+        "tiered backend: the archive is held by another process: {holder} (lock '{path}'); a tiered \
+         archive is served by one process at a time, which runs its HLM dispatcher too",
+        path = .path.display()
+    )]
+    Held {
+        /// The owner lock file.
+        path: PathBuf,
+        /// What the holder wrote about itself: pid, host, start time, command line.
+        holder: String,
+    },
     /// The state journal holds a record that cannot be understood (not a torn last line).
     #[error("tiered backend: corrupt journal '{path}' at line {line}: {message}", path = .path.display())]
     Journal {

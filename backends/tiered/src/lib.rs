@@ -8,8 +8,9 @@
 //!
 //! Module map: [`config`] (the `[tiered]` section), `catalog` (the durable journal of tape copies),
 //! `tape` (the tape model), `migrate` and `recall` (the HSM operations), `repair` (crash repair at
-//! open), [`policy`] (age and watermark migration in the background), `locks` (per-key locks),
-//! [`crash`] (crash injection for the tests), `error`.
+//! open), `owner` (one process per archive), [`policy`] (age and watermark migration in the
+//! background), `reads` (recent reads for the policy), `locks` (per-key locks), [`crash`] (crash
+//! injection for the tests), `error`.
 
 #![warn(missing_docs)]
 
@@ -19,7 +20,9 @@ pub mod crash;
 mod error;
 mod locks;
 mod migrate;
+mod owner;
 pub mod policy;
+mod reads;
 mod recall;
 mod repair;
 mod tape;
@@ -38,10 +41,11 @@ use async_trait::async_trait;
 use catalog::{Catalog, Entry, Record};
 use error::TieredError;
 use locks::KeyLocks;
-use std::collections::HashMap;
+use owner::OwnerLock;
+use reads::ReadLog;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 use tape::TapeModel;
 
 /// Name of the state directory under the prefix (skipped by listings like every `.archiveinterface*`).
@@ -65,7 +69,9 @@ pub(crate) struct Inner {
     pub(crate) writer: tokio::sync::Mutex<()>,
     pub(crate) config: TieredConfig,
     /// Last reads through this process, for LRU decisions on filesystems mounted `noatime`.
-    pub(crate) last_read: Mutex<HashMap<Key, SystemTime>>,
+    pub(crate) reads: ReadLog,
+    /// Held for as long as this backend lives: no other process opens the same archive meanwhile.
+    _owner: OwnerLock,
 }
 
 impl TieredBackend {
@@ -104,6 +110,8 @@ impl TieredBackend {
         let state_dir = disk.root().join(STATE_DIR);
         std::fs::create_dir_all(&state_dir)
             .map_err(io("create the state directory", &state_dir))?;
+        // Before anything is read or repaired: another process's work in progress is not debris.
+        let owner = OwnerLock::acquire(&state_dir)?;
         let catalog = Catalog::open(&state_dir)?;
         let report = repair::repair(&disk, &cold, &catalog, config.tapes)?;
         if report.changed() {
@@ -135,7 +143,8 @@ impl TieredBackend {
                 locks: KeyLocks::default(),
                 writer: tokio::sync::Mutex::new(()),
                 config,
-                last_read: Mutex::new(HashMap::new()),
+                reads: ReadLog::default(),
+                _owner: owner,
             }),
         })
     }
@@ -170,6 +179,23 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|join| Error::backend("tiered", join))?
 }
 
+/// One try at a key's unit of work: done (with its outcome), or skipped because the key is busy (an
+/// upload holds its lock) and to be tried again once it is free.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    Done(Result<()>),
+    Busy,
+}
+
+/// Runs one key's unit of work (all its steps, with their journal records) as a task of its own, so a
+/// caller that stops waiting (its future dropped) never cuts it between two steps: the catalog, the
+/// disk tier and the cold tier keep agreeing while the process runs.
+pub(crate) async fn run_unit(work: impl Future<Output = Attempt> + Send + 'static) -> Attempt {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|join| Attempt::Done(Err(Error::backend("tiered", join))))
+}
+
 /// The cold tier key of a tape position: one directory per tape, positions zero-padded so that a
 /// directory listing is in tape order.
 pub(crate) fn cold_key(tape: usize, position: u64) -> Key {
@@ -191,6 +217,49 @@ impl Inner {
     pub(crate) async fn journal(self: &Arc<Self>, record: Record) -> Result<()> {
         let inner = Arc::clone(self);
         blocking(move || inner.catalog.append(record).map_err(TieredError::into_core)).await
+    }
+
+    /// Records a change that already happened on the tiers (a release, a recall, an overwrite). If the
+    /// record cannot be made durable, the catalog still follows the change in memory, so status,
+    /// placement and recall tell the truth; repair finds the change on the tiers at the next start and
+    /// records it then.
+    pub(crate) async fn journal_effect(self: &Arc<Self>, record: Record) {
+        let inner = Arc::clone(self);
+        let failed = blocking(move || match inner.catalog.append(record.clone()) {
+            Ok(()) => Ok(None),
+            Err(TieredError::Journal(path, e)) => {
+                inner
+                    .catalog
+                    .apply_unrecorded(record)
+                    .map_err(TieredError::into_core)?;
+                Ok(Some((path, e)))
+            }
+            Err(other) => Err(other.into_core()),
+        })
+        .await;
+        match failed {
+            Ok(None) => {}
+            Ok(Some((path, e))) => tracing::error!(
+                path = %path.display(), error = %e,
+                "could not journal a change; it holds until the next start, whose repair records it"
+            ),
+            Err(e) => tracing::error!(error = %e, "could not journal a change"),
+        }
+    }
+
+    /// When waiting for someone else's work is over: runs `attempt` for `key` once nobody holds the
+    /// key, again and again while it comes back busy (no drive is held while waiting).
+    pub(crate) async fn when_idle<F, Fut>(self: &Arc<Self>, key: &Key, mut attempt: F) -> Result<()>
+    where
+        F: FnMut(Arc<Self>, Key) -> Fut,
+        Fut: Future<Output = Attempt>,
+    {
+        loop {
+            self.locks.wait_idle(key).await;
+            if let Attempt::Done(outcome) = attempt(Arc::clone(self), key.clone()).await {
+                return outcome;
+            }
+        }
     }
 
     /// The inode of a key's disk copy.
@@ -269,6 +338,16 @@ impl Inner {
     }
 }
 
+/// Two sorted listings as one, sorted, at most `limit` long. A file released while the disk was being
+/// listed appears in both; it is kept once.
+fn merge_listings(mut out: Vec<ListEntry>, more: Vec<ListEntry>, limit: usize) -> Vec<ListEntry> {
+    out.extend(more);
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.dedup_by(|a, b| a.key == b.key);
+    out.truncate(limit);
+    out
+}
+
 /// Sets the state and the bytes per level (`[N, 0]` resident, `[N, N]` premigrated, `[0, N]` migrated).
 fn with_state(mut st: FileStatus, state: HsmState) -> FileStatus {
     st.bytes_per_level = match state {
@@ -309,10 +388,10 @@ impl ArchiveBackend for TieredBackend {
         // leaves a disk file whose inode differs from the entry's, which repair resolves by content.
         let out = inner.disk.put(key, body, options).await?;
         inner
-            .journal(Record::Forgotten {
+            .journal_effect(Record::Forgotten {
                 key: key.to_string(),
             })
-            .await?;
+            .await;
         inner.drop_cold_copy(&entry).await;
         Ok(out)
     }
@@ -332,11 +411,7 @@ impl ArchiveBackend for TieredBackend {
                     None => HsmState::Resident,
                 };
                 got.status = with_state(got.status, state);
-                inner
-                    .last_read
-                    .lock()
-                    .expect("last_read poisoned")
-                    .insert(key.clone(), SystemTime::now());
+                inner.reads.record(key);
                 Ok(got)
             }
             // Released between the lookup and the open.
@@ -367,10 +442,10 @@ impl ArchiveBackend for TieredBackend {
         inner.disk.adopt(key, source, overwrite).await?;
         if let Some(entry) = entry {
             inner
-                .journal(Record::Forgotten {
+                .journal_effect(Record::Forgotten {
                     key: key.to_string(),
                 })
-                .await?;
+                .await;
             inner.drop_cold_copy(&entry).await;
         }
         Ok(())
@@ -379,6 +454,7 @@ impl ArchiveBackend for TieredBackend {
     async fn delete(&self, key: &Key) -> Result<()> {
         let inner = &self.inner;
         let _guard = inner.locks.lock(key).await;
+        inner.reads.forget(key);
         let Some(entry) = inner.entry(key) else {
             return inner.disk.delete(key).await;
         };
@@ -397,24 +473,24 @@ impl ArchiveBackend for TieredBackend {
         Ok(())
     }
 
+    /// The disk tier's listing merged with the migrated files, which the catalog finds by a range
+    /// query on its ordered index.
     async fn list(&self, prefix: &str) -> Result<Vec<ListEntry>> {
-        let mut out = self.inner.disk.list(prefix).await?;
-        let migrated: Vec<ListEntry> = self.inner.catalog.with_entries(|entries| {
-            entries
-                .iter()
-                .filter(|(k, e)| e.released && k.as_str().starts_with(prefix))
-                .map(|(k, e)| ListEntry {
-                    key: k.clone(),
-                    size: e.size,
-                    mtime: e.mtime,
-                })
-                .collect()
-        });
-        out.extend(migrated);
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        // A file released while the disk was being listed appears twice; keep one.
-        out.dedup_by(|a, b| a.key == b.key);
-        Ok(out)
+        let on_disk = self.inner.disk.list(prefix).await?;
+        let on_tape = self.inner.catalog.released_page(prefix, None, usize::MAX);
+        Ok(merge_listings(on_disk, on_tape, usize::MAX))
+    }
+
+    /// Like `list`, one page: the catalog's part costs O(limit + log n).
+    async fn list_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>> {
+        let on_disk = self.inner.disk.list_page(prefix, after, limit).await?;
+        let on_tape = self.inner.catalog.released_page(prefix, after, limit);
+        Ok(merge_listings(on_disk, on_tape, limit))
     }
 
     /// One trip to the blocking pool for the whole batch (SwiftHLM status of big containers).
@@ -446,10 +522,11 @@ impl ArchiveBackend for TieredBackend {
                 .into_iter()
                 .map(|key| {
                     let placement = match inner.entry(&key) {
-                        Some(e) => Ok(Placement::Tape {
+                        // Whether a disk copy is there is asked of the disk tier, not assumed.
+                        Some(e) => inner.status_blocking(&key).map(|st| Placement::Tape {
                             volume: volume_name(e.tape),
                             position: e.position,
-                            resident_copy: !e.released,
+                            resident_copy: st.state != HsmState::Migrated,
                         }),
                         None => inner.status_blocking(&key).map(|_| Placement::Disk),
                     };
@@ -474,5 +551,25 @@ impl ArchiveBackend for TieredBackend {
 
     async fn mounted_volumes(&self) -> Vec<String> {
         self.inner.tape.mounted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archive_core::conformance::body_of;
+
+    #[tokio::test]
+    async fn delete_forgets_the_reads_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = TieredBackend::open(dir.path().join("archive"), TieredConfig::default()).unwrap();
+        let key = Key::new("read-then-deleted").unwrap();
+        b.put(&key, body_of(vec![b"x".to_vec()]), PutOptions::default())
+            .await
+            .unwrap();
+        drop(b.get(&key, ReadRange::All).await.unwrap());
+        assert!(b.inner.reads.snapshot().contains_key(&key));
+        b.delete(&key).await.unwrap();
+        assert!(!b.inner.reads.snapshot().contains_key(&key));
     }
 }

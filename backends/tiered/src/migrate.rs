@@ -9,11 +9,18 @@
 //! 3. unlink the disk copy and fsync its directory (`migrate:after-unlink`: repair sees the missing disk
 //!    copy and records the release);
 //! 4. append `Released` (`migrate:after-journal-release`: migrated).
+//!
+//! Each key's steps run as one task that finishes even when the caller stops waiting (a dispatcher
+//! that lost its lease drops the batch): a key is never left between two steps while the process
+//! runs. A failed `Copied` append leaves the key resident (its cold copy is removed); a failed
+//! `Released` append after the unlink leaves it migrated in memory, and repair records it at the next
+//! start. A key being written (an upload holds its lock) is skipped and migrated after the others,
+//! without holding a drive while it waits.
 
 use crate::catalog::{Entry, Record};
 use crate::crash::{crash_mid_stream, crash_point};
 use crate::error::TieredError;
-use crate::{blocking, cold_key, Inner};
+use crate::{blocking, cold_key, run_unit, Attempt, Inner};
 use archive_core::{ArchiveBackend, Error, Key, KeyOutcome, PutOptions, ReadRange, Result};
 use std::sync::Arc;
 
@@ -24,24 +31,46 @@ impl Inner {
         keys: &[Key],
         release: bool,
     ) -> Vec<KeyOutcome<()>> {
-        let mut out = Vec::with_capacity(keys.len());
+        let mut outcomes = Vec::with_capacity(keys.len());
+        let mut busy = Vec::new();
         for key in keys {
-            let mut outcome = self.premigrate_one(key).await;
-            if release && outcome.is_ok() {
-                outcome = self.release_one(key).await;
+            match Arc::clone(self).migrate_unit(key.clone(), release).await {
+                Attempt::Done(outcome) => outcomes.push((key.clone(), outcome)),
+                Attempt::Busy => busy.push(key.clone()),
             }
-            if let Err(e) = &outcome {
+        }
+        for key in busy {
+            let outcome = self
+                .when_idle(&key, |inner, key| inner.migrate_unit(key, release))
+                .await;
+            outcomes.push((key, outcome));
+        }
+        for (key, outcome) in &outcomes {
+            if let Err(e) = outcome {
                 tracing::warn!(%key, error = %e, release, "migration of a file failed");
             }
-            out.push((key.clone(), outcome));
         }
-        out
+        outcomes
     }
 
-    /// Makes sure `key` has a durable tape copy (resident -> premigrated; no-op otherwise).
-    async fn premigrate_one(self: &Arc<Self>, key: &Key) -> Result<()> {
+    /// One key's migration as a task of its own (see the module header).
+    async fn migrate_unit(self: Arc<Self>, key: Key, release: bool) -> Attempt {
+        run_unit(async move {
+            match self.premigrate_one(&key).await {
+                Ok(Attempt::Done(Ok(()))) if release => Attempt::Done(self.release_one(&key).await),
+                Ok(attempt) => attempt,
+                Err(e) => Attempt::Done(Err(e)),
+            }
+        })
+        .await
+    }
+
+    /// Makes sure `key` has a durable tape copy (resident -> premigrated; no-op otherwise), or reports
+    /// it busy.
+    async fn premigrate_one(self: &Arc<Self>, key: &Key) -> Result<Attempt> {
+        let done = || Ok(Attempt::Done(Ok(())));
         if self.entry(key).is_some() {
-            return Ok(());
+            return done();
         }
         let _writer = self.writer.lock().await;
         loop {
@@ -52,9 +81,11 @@ impl Inner {
                 .ok_or_else(|| tapes_full(key))?;
             // Drive before key lock (see `locks`).
             let lease = self.tape.acquire(tape).await;
-            let _guard = self.locks.lock(key).await;
+            let Some(_guard) = self.locks.try_lock(key) else {
+                return Ok(Attempt::Busy);
+            };
             if self.entry(key).is_some() {
-                return Ok(());
+                return done();
             }
             let source = self.disk.get(key, ReadRange::All).await?;
             let (size, mtime) = (source.status.size, source.status.mtime);
@@ -86,18 +117,29 @@ impl Inner {
             }
             lease.write(position, size).await;
             crash_point("migrate:after-cold-copy");
-            let entry = Entry {
+            let mut entry = Entry {
                 tape,
                 position,
                 size,
                 mtime,
-                ino: self.disk_ino(key).await?,
+                ino: 0,
                 released: false,
             };
-            self.journal(Record::copied(key, &entry)).await?;
+            let recorded = match self.disk_ino(key).await {
+                Ok(ino) => {
+                    entry.ino = ino;
+                    self.journal(Record::copied(key, &entry)).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = recorded {
+                // Not recorded: the copy belongs to no one and the key stays resident.
+                self.drop_cold_copy(&entry).await;
+                return Err(e);
+            }
             crash_point("migrate:after-journal-copy");
             tracing::debug!(%key, tape, position, size, "premigrated");
-            return Ok(());
+            return done();
         }
     }
 
@@ -111,8 +153,31 @@ impl Inner {
             return Ok(());
         }
         let path = self.disk.path_of(key);
+        let tape_copy = self.cold.path_of(&cold_key(entry.tape, entry.position));
         blocking(move || {
             use std::os::unix::fs::MetadataExt;
+            // The tape copy must be there, whole, before the disk copy goes.
+            match std::fs::metadata(&tape_copy) {
+                Ok(meta) if meta.len() == entry.size => {}
+                Ok(meta) => {
+                    return Err(TieredError::Inconsistent(format!(
+                        "the tape copy {} has {} bytes, the catalog says {}; the disk copy of {} is kept",
+                        tape_copy.display(),
+                        meta.len(),
+                        entry.size,
+                        path.display()
+                    ))
+                    .into_core())
+                }
+                Err(e) => {
+                    return Err(TieredError::Inconsistent(format!(
+                        "the tape copy {} cannot be found ({e}); the disk copy of {} is kept",
+                        tape_copy.display(),
+                        path.display()
+                    ))
+                    .into_core())
+                }
+            }
             match std::fs::symlink_metadata(&path) {
                 // The disk copy must be the one the tape copy was made from.
                 Ok(meta) if meta.ino() != entry.ino => {
@@ -136,11 +201,12 @@ impl Inner {
         })
         .await?;
         crash_point("migrate:after-unlink");
-        self.journal(Record::Released {
+        self.journal_effect(Record::Released {
             key: key.to_string(),
         })
-        .await?;
+        .await;
         crash_point("migrate:after-journal-release");
+        self.reads.forget(key);
         tracing::debug!(%key, "released the disk copy");
         Ok(())
     }

@@ -108,7 +108,7 @@ impl TieredBackend {
         let listed = self.inner.disk.list("").await?;
         let inner = Arc::clone(&self.inner);
         crate::blocking(move || {
-            let last_read = inner.last_read.lock().expect("last_read poisoned").clone();
+            let last_read = inner.reads.snapshot();
             Ok(listed
                 .into_iter()
                 .map(|e| {

@@ -2,6 +2,11 @@
 //! Consecutive keys on one tape share one drive lease, so a batch sorted by tape and position (what the
 //! recall scheduler sends) mounts each tape once and reads it in one pass.
 //!
+//! A key counts as migrated when its status says so, which looks at the disk tier and not only at the
+//! catalog: a recall reports success only once the data is on disk. Each key's copy and record run as
+//! one task that finishes even when the caller stops waiting. A key being written (an upload holds its
+//! lock) is skipped and recalled after the others, with the drive given back meanwhile.
+//!
 //! Crash points: `recall:mid-disk-copy` (a partial disk file, swept at the next start),
 //! `recall:after-disk-copy` (a complete disk copy the catalog still calls released: repair compares it
 //! with the tape copy and records the recall), `recall:after-journal`.
@@ -10,56 +15,97 @@ use crate::catalog::Record;
 use crate::crash::{crash_mid_stream, crash_point};
 use crate::error::TieredError;
 use crate::tape::DriveLease;
-use crate::{cold_key, Inner};
-use archive_core::{ArchiveBackend, Key, KeyOutcome, PutOptions, ReadRange, Result};
+use crate::{cold_key, run_unit, Attempt, Inner};
+use archive_core::{ArchiveBackend, HsmState, Key, KeyOutcome, PutOptions, ReadRange, Result};
 use std::sync::Arc;
 
 impl Inner {
     pub(crate) async fn recall_keys(self: &Arc<Self>, keys: &[Key]) -> Vec<KeyOutcome<()>> {
         let mut out = Vec::with_capacity(keys.len());
-        let mut i = 0;
-        while i < keys.len() {
-            let tape = match self.entry(&keys[i]) {
-                Some(e) if e.released => e.tape,
-                // Not on tape only, nothing to read: resident, premigrated or missing.
-                Some(_) => {
-                    out.push((keys[i].clone(), Ok(())));
-                    i += 1;
+        let mut busy = Vec::new();
+        // The drive of the current run of keys on one tape.
+        let mut held: Option<Arc<DriveLease>> = None;
+        for key in keys {
+            match self.migrated_tape(key).await {
+                Ok(Some(tape)) if held.as_ref().is_none_or(|lease| lease.tape() != tape) => {
+                    // Given back before waiting for the next tape's drive.
+                    drop(held.take());
+                    held = Some(Arc::new(self.tape.acquire(tape).await));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    out.push((key.clone(), Err(e)));
                     continue;
                 }
-                None => {
-                    let outcome = self.disk.status(&keys[i]).await.map(drop);
-                    out.push((keys[i].clone(), outcome));
-                    i += 1;
-                    continue;
-                }
-            };
-            let lease = self.tape.acquire(tape).await;
-            while i < keys.len() {
-                let key = &keys[i];
-                if self
-                    .entry(key)
-                    .is_some_and(|e| e.released && e.tape != tape)
-                {
-                    break;
-                }
-                let outcome = self.recall_one(&lease, key).await;
-                if let Err(e) = &outcome {
-                    tracing::warn!(%key, error = %e, "recall of a file failed");
-                }
-                out.push((key.clone(), outcome));
-                i += 1;
+            }
+            match Arc::clone(self)
+                .recall_unit(key.clone(), held.clone())
+                .await
+            {
+                Attempt::Done(outcome) => out.push((key.clone(), outcome)),
+                Attempt::Busy => busy.push(key.clone()),
+            }
+        }
+        drop(held);
+        for key in busy {
+            let outcome = self
+                .when_idle(&key, |inner, key| inner.recall_unit(key, None))
+                .await;
+            out.push((key, outcome));
+        }
+        for (key, outcome) in &out {
+            if let Err(e) = outcome {
+                tracing::warn!(%key, error = %e, "recall of a file failed");
             }
         }
         out
     }
 
+    /// The tape to read `key` from when it is on tape only; `None` when its data is on disk; an error
+    /// when it does not exist.
+    async fn migrated_tape(self: &Arc<Self>, key: &Key) -> Result<Option<usize>> {
+        let status = self.status(key).await?;
+        Ok(self
+            .entry(key)
+            .filter(|_| status.state == HsmState::Migrated)
+            .map(|e| e.tape))
+    }
+
+    /// One key's recall as a task of its own. `held` is the drive the caller holds (used when it has
+    /// the right tape); without one, the unit finds a drive itself. Even a key whose data is on disk
+    /// is answered under its lock, so that a migration still running on it is waited for.
+    async fn recall_unit(self: Arc<Self>, key: Key, held: Option<Arc<DriveLease>>) -> Attempt {
+        run_unit(async move {
+            let lease = match (self.migrated_tape(&key).await, held) {
+                (Err(e), _) => return Attempt::Done(Err(e)),
+                (Ok(None), _) => None,
+                (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => Some(lease),
+                // Another tape than the caller's: come back without the caller's drive (waiting for
+                // a second drive while the caller holds one could wait forever).
+                (Ok(Some(_)), Some(_)) => return Attempt::Busy,
+                (Ok(Some(tape)), None) => Some(Arc::new(self.tape.acquire(tape).await)),
+            };
+            // Drive before key lock (see `locks`): only tried.
+            let Some(_guard) = self.locks.try_lock(&key) else {
+                return Attempt::Busy;
+            };
+            // Looked at again under the lock: the key may have changed meanwhile.
+            match (self.migrated_tape(&key).await, lease) {
+                (Err(e), _) => Attempt::Done(Err(e)),
+                (Ok(None), _) => Attempt::Done(Ok(())),
+                (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => {
+                    Attempt::Done(self.recall_one(&lease, &key).await)
+                }
+                (Ok(Some(_)), _) => Attempt::Busy,
+            }
+        })
+        .await
+    }
+
+    /// Copies the tape copy of migrated `key` to disk and records it (key lock and drive held).
     async fn recall_one(self: &Arc<Self>, lease: &DriveLease, key: &Key) -> Result<()> {
-        let _guard = self.locks.lock(key).await;
-        let entry = match self.entry(key) {
-            Some(e) if e.released => e,
-            Some(_) => return Ok(()),
-            None => return self.disk.status(key).await.map(drop),
+        let Some(entry) = self.entry(key) else {
+            return Ok(());
         };
         lease.read(entry.position, entry.size).await;
         let source = self
@@ -87,11 +133,11 @@ impl Inner {
         self.disk.put(key, stream, options).await?;
         crash_point("recall:after-disk-copy");
         let ino = self.disk_ino(key).await?;
-        self.journal(Record::Recalled {
+        self.journal_effect(Record::Recalled {
             key: key.to_string(),
             ino,
         })
-        .await?;
+        .await;
         crash_point("recall:after-journal");
         tracing::debug!(%key, tape = entry.tape, position = entry.position, "recalled");
         Ok(())

@@ -162,6 +162,7 @@ impl TapeModel {
                 let lease = DriveLease {
                     model: Arc::clone(self),
                     drive,
+                    tape,
                 };
                 if previous != Some(tape) {
                     if let Some((_, head)) = previous.map(|p| (p, self.head(drive))) {
@@ -240,9 +241,15 @@ impl TapeModel {
 pub(crate) struct DriveLease {
     model: Arc<TapeModel>,
     drive: usize,
+    tape: usize,
 }
 
 impl DriveLease {
+    /// The tape mounted in the leased drive.
+    pub(crate) fn tape(&self) -> usize {
+        self.tape
+    }
+
     async fn locate(&self, position: u64) {
         let secs = {
             let mut state = self.model.state();

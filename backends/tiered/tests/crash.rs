@@ -1,6 +1,7 @@
 //! Crash safety: a child process (this test binary, re-run on the ignored `crash_child` test) migrates
 //! or recalls the test files and is killed (aborted) at each injected crash point; the next open must
-//! repair the half-done work and every file must read back with its exact bytes.
+//! repair the half-done work and every file must read back with its exact bytes. Another child has
+//! every journal fsync fail: the operation fails and its record is not kept.
 
 mod common;
 
@@ -141,4 +142,71 @@ async fn every_crash_point_is_repaired() {
         let listed = b.list("").await.unwrap();
         assert_eq!(listed.len(), 3, "{point}: {listed:?}");
     }
+}
+
+/// Run only as the child of `a_failed_journal_fsync_fails_the_file_and_keeps_no_record`: every
+/// journal fsync fails in this process.
+#[test]
+#[ignore = "run as a child process by a_failed_journal_fsync_fails_the_file_and_keeps_no_record"]
+fn fsync_failure_child() {
+    let Ok(dir) = std::env::var(DIR_ENV) else {
+        eprintln!("fsync_failure_child: not run by its parent test; nothing to do");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = open(Path::new(&dir), small_library());
+        let outcome = b.premigrate(&[key("a")]).await.unwrap().remove(0).1;
+        let e = outcome.expect_err("premigrate succeeded although its record could not be fsynced");
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert_eq!(state(&b, "a").await, HsmState::Resident);
+        println!("fsync_failure_child: done");
+    });
+}
+
+#[tokio::test]
+async fn a_failed_journal_fsync_fails_the_file_and_keeps_no_record() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path(), small_library());
+        put(&b, "a", b"first small file").await;
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fsync_failure_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DIR_ENV, dir.path())
+        .env(
+            archive_tiered::crash::FAIL_ENV,
+            archive_tiered::crash::FAIL_JOURNAL_FSYNC,
+        )
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&child.stdout).to_string()
+        + &String::from_utf8_lossy(&child.stderr);
+    assert!(
+        child.status.success() && out.contains("fsync_failure_child: done"),
+        "{out}"
+    );
+    // The record whose fsync failed is not in the journal: after a restart the file is resident,
+    // with no tape copy, and migrates normally.
+    let b = open(dir.path(), small_library());
+    assert_eq!(state(&b, "a").await, HsmState::Resident);
+    // Tape directories only (the cold tier also holds the server's own `.archiveinterface*` state).
+    let cold_files: usize = std::fs::read_dir(b.cold_dir())
+        .unwrap()
+        .flatten()
+        .filter(|tape| tape.file_name().to_string_lossy().starts_with('T'))
+        .map(|tape| std::fs::read_dir(tape.path()).unwrap().count())
+        .sum();
+    assert_eq!(
+        cold_files, 0,
+        "a tape copy without a record was left behind"
+    );
+    b.migrate(&[key("a")]).await.unwrap().remove(0).1.unwrap();
+    assert_eq!(state(&b, "a").await, HsmState::Migrated);
 }

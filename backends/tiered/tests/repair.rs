@@ -80,3 +80,47 @@ async fn repair_resolves_every_half_done_state() {
     assert_eq!(state(&b, "overwritten").await, HsmState::Resident);
     assert_eq!(state(&b, "released").await, HsmState::Premigrated);
 }
+
+/// What a crash or a full disk leaves at the end of the journal: a record cut anywhere, even inside a
+/// multi-byte character, or a block of zeroes (a file system that extended the file before the data
+/// reached it). Each is cut off at open; start-up goes on and the records before it hold.
+#[tokio::test]
+async fn a_torn_journal_tail_of_any_bytes_is_cut_off_at_open() {
+    let whole = br#"{"op":"forgotten","key":"kept"}"#;
+    let tails: [&[u8]; 4] = [
+        &whole[..whole.len() - 1],
+        // A key with "é" cut between its two bytes.
+        b"{\"op\":\"forgotten\",\"key\":\"caf\xc3",
+        &[0u8; 300],
+        // A whole record without its newline: its append never finished, so it never counted.
+        whole,
+    ];
+    for tail in tails {
+        let what = String::from_utf8_lossy(tail).to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = {
+            let b = open(dir.path(), small_library());
+            put(&b, "kept", b"kept on tape").await;
+            b.migrate(&[key("kept")]).await.unwrap();
+            b.prefix()
+                .join(archive_tiered::STATE_DIR)
+                .join("journal.jsonl")
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        f.write_all(tail).unwrap();
+        drop(f);
+        let b = archive_tiered::TieredBackend::open(dir.path().join("archive"), small_library())
+            .unwrap_or_else(|e| panic!("tail {what:?}: {e}"));
+        assert_eq!(state(&b, "kept").await, HsmState::Migrated, "tail {what:?}");
+        // The tail is gone from the file too: later records start on a line of their own.
+        let text = std::fs::read(&journal).unwrap();
+        assert_eq!(text.last(), Some(&b'\n'), "tail {what:?}");
+        b.recall(&[key("kept")]).await.unwrap();
+        drop(b);
+        let b = open(dir.path(), small_library());
+        assert_eq!(read(&b, "kept").await, b"kept on tape", "tail {what:?}");
+    }
+}
