@@ -25,8 +25,14 @@ struct Hlm {
 
 async fn hlm() -> Hlm {
     let dir = tempfile::tempdir().unwrap();
-    let backend: Arc<dyn ArchiveBackend> =
-        Arc::new(archive_posix::PosixBackend::new(dir.path().join("archive")).unwrap());
+    // The HLM API answers only on a backend with a tape tier: the built-in HSM.
+    let backend: Arc<dyn ArchiveBackend> = Arc::new(
+        archive_tiered::TieredBackend::open(
+            dir.path().join("archive"),
+            archive_tiered::TieredConfig::default(),
+        )
+        .unwrap(),
+    );
     let mut config = Config::default();
     config.swift.token_secret = "test secret".into();
     config.swift.users = vec![SwiftUser {
