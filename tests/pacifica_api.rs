@@ -521,6 +521,72 @@ async fn patch_refuses_everything_else() {
 }
 
 #[tokio::test]
+async fn patch_refuses_dot_dot_and_sources_inside_the_archive() {
+    // The whole temporary directory is allowed: the archive prefix lies inside it.
+    let app = test_app(|s, scratch| s.patch_source_dirs = vec![scratch.parent().unwrap().into()]);
+    std::fs::create_dir_all(app.scratch.join("sub")).unwrap();
+    std::fs::write(app.scratch.join("file"), b"x").unwrap();
+    // `..` is 403 wherever it leads: to a missing directory, or back inside the allowed tree.
+    for path in [
+        app.scratch.join("../nowhere/file"),
+        app.scratch.join("sub/../file"),
+    ] {
+        let doc = serde_json::json!({"path": path}).to_string();
+        let (status, _, body) = read(app.send(patch("/1", "application/json", &doc)).await).await;
+        assert_eq!(status, 403, "{path:?}: {}", String::from_utf8_lossy(&body));
+        assert!(error_body(&body, 403)["message"]
+            .as_str()
+            .unwrap()
+            .contains(".."));
+    }
+    assert!(app.scratch.join("file").exists());
+    // A file of the archive itself is not moved onto another id.
+    assert_eq!(app.put("7", b"archived").await, 201);
+    let stored = std::fs::canonicalize(app.prefix.join("7")).unwrap();
+    let doc = serde_json::json!({"path": stored}).to_string();
+    let (status, _, body) = read(app.send(patch("/8", "application/json", &doc)).await).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(error_body(&body, 400)["message"]
+        .as_str()
+        .unwrap()
+        .contains("inside the archive"));
+    assert_eq!(app.call("GET", "/7", Body::empty()).await.2, b"archived");
+    assert_eq!(app.call("HEAD", "/8", Body::empty()).await.0, 404);
+}
+
+#[tokio::test]
+async fn symlinks_in_the_archive_are_never_followed() {
+    let app = test_app(|s, _| s.use_id2filename = true);
+    let secret = app.scratch.join("secret");
+    std::fs::write(&secret, b"secret").unwrap();
+    std::fs::write(app.scratch.join("4d2"), b"secret too").unwrap();
+    // id 12345 is 39/3039: a symlink as the file; id 1234 is d2/4d2: a symlink as the directory.
+    std::fs::create_dir_all(app.prefix.join("39")).unwrap();
+    std::os::unix::fs::symlink(&secret, app.prefix.join("39/3039")).unwrap();
+    std::os::unix::fs::symlink(&app.scratch, app.prefix.join("d2")).unwrap();
+    // Answered as for a missing file: 404, and 500 for a stage (as the reference does).
+    for (method, expected) in [("GET", 404), ("HEAD", 404), ("POST", 500), ("DELETE", 404)] {
+        for uri in ["/12345", "/1234"] {
+            let (status, _, body) = app.call(method, uri, Body::empty()).await;
+            assert_eq!(status, expected, "{method} {uri}");
+            if method != "HEAD" {
+                error_body(&body, expected);
+            }
+        }
+    }
+    // id 4050 is d2/fd2: writing through the directory symlink is refused.
+    let (status, _, body) = app.call("PUT", "/4050", b"x".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(error_body(&body, 400)["message"]
+        .as_str()
+        .unwrap()
+        .contains("symlink"));
+    assert!(!app.scratch.join("fd2").exists());
+    assert_eq!(std::fs::read(&secret).unwrap(), b"secret");
+    assert!(app.scratch.join("4d2").exists());
+}
+
+#[tokio::test]
 async fn patch_is_off_without_configured_directories() {
     let app = test_app(|_, _| {});
     let src = app.scratch.join("f");

@@ -315,12 +315,9 @@ async fn a_crash_in_the_middle_of_a_put_leaves_nothing_visible() {
     assert_absent_then_writable(&server.url, "crash").await;
 }
 
-/// Runs the server on a 2 MiB tmpfs in a private mount namespace (`unshare`), so the disk really fills.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_is_507_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("small-disk");
-    std::fs::create_dir(&prefix).unwrap();
+/// A command running the server with a tmpfs of `size` mounted at `mount_point` in a private mount
+/// namespace (`unshare`): only the server sees it. Its view is at `/proc/<pid>/root<mount_point>`.
+fn server_over_tmpfs(mount_point: &std::path::Path, size: &str) -> Command {
     let probe = Command::new("unshare")
         .args(["--mount", "--map-root-user", "true"])
         .status();
@@ -333,11 +330,21 @@ async fn a_full_disk_is_507_and_loses_nothing() {
     command
         .args(["--mount", "--map-root-user", "sh", "-c"])
         .arg(format!(
-            "mount -t tmpfs -o size=2m tmpfs '{}' && exec '{}' \"$@\"",
-            prefix.display(),
+            "mount -t tmpfs -o size={size} tmpfs '{}' && exec '{}' \"$@\"",
+            mount_point.display(),
             binary()
         ))
         .arg("archiveinterface");
+    command
+}
+
+/// Runs the server on a 2 MiB tmpfs in a private mount namespace (`unshare`), so the disk really fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_507_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("small-disk");
+    std::fs::create_dir(&prefix).unwrap();
+    let command = server_over_tmpfs(&prefix, "2m");
     let server = ServerProcess::start_with(command, &prefix, &[]);
     let inside = std::path::PathBuf::from(format!(
         "/proc/{}/root{}",
@@ -401,6 +408,68 @@ async fn a_full_disk_is_507_and_loses_nothing() {
             .status(),
         201
     );
+}
+
+/// PATCH from another file system (a tmpfs only the server sees): the content is copied through a
+/// partial file, made read-only and durable, then the source is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_from_another_file_system_copies_then_removes_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, incoming) = (dir.path().join("archive"), dir.path().join("incoming"));
+    std::fs::create_dir(&prefix).unwrap();
+    std::fs::create_dir(&incoming).unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "patch_source_dirs = [{:?}]\n",
+            incoming.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = ServerProcess::start_with(
+        server_over_tmpfs(&incoming, "8m"),
+        &prefix,
+        &["-c", config.to_str().unwrap()],
+    );
+    let seen_by_server = std::path::PathBuf::from(format!(
+        "/proc/{}/root{}",
+        server.child.id(),
+        incoming.display()
+    ));
+    let data: Vec<u8> = (0..3 * MIB).map(|i| (i % 251) as u8).collect();
+    let source = seen_by_server.join("upload.bin");
+    std::fs::write(&source, &data).unwrap();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_400_000_000);
+    std::fs::File::options()
+        .write(true)
+        .open(&source)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert!(
+        tree(&incoming).is_empty(),
+        "the source must live on the server's tmpfs only"
+    );
+
+    let response = client()
+        .patch(format!("{}/42", server.url))
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({"path": incoming.join("upload.bin")}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    assert!(!source.exists(), "the source was not removed");
+    let stored = prefix.join("42");
+    let meta = std::fs::symlink_metadata(&stored).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(meta.permissions().mode() & 0o777, 0o444);
+    assert_eq!(meta.modified().unwrap(), mtime);
+    assert_eq!(meta.nlink(), 1);
+    assert!(std::fs::read(&stored).unwrap() == data);
+    assert_eq!(tree(&prefix), [std::path::PathBuf::from("42")], "debris");
 }
 
 #[test]

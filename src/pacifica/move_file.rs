@@ -1,6 +1,7 @@
 //! `PATCH /{id}` with `{"path": "/abs/source"}`: move a server-side file into the archive under the id
 //! (what pacifica-ingest does). Only files under the configured `patch_source_dirs` may be moved in;
-//! anything else is refused with 403 and left where it is.
+//! anything else (a path with `..` included) is refused with 403 and left where it is. The backend then
+//! opens the source without following any symlink and moves in what it checked (see `archive-posix`).
 
 use super::json_response;
 use crate::error::{ApiError, ApiResult};
@@ -74,6 +75,8 @@ pub(super) async fn move_file(
 }
 
 /// The source with its directory resolved (symlinks included), if it lies under an allowed directory.
+/// The backend resolves the result again without following any symlink, so a directory swapped for a
+/// symlink after this check makes the move fail instead of reaching outside.
 async fn allowed_source(source: &Path, allowed: &[PathBuf]) -> ApiResult<PathBuf> {
     let forbidden = |why: &str| {
         Err(ApiError::new(
@@ -89,6 +92,13 @@ async fn allowed_source(source: &Path, allowed: &[PathBuf]) -> ApiResult<PathBuf
             "\"path\" must be absolute, got {}",
             source.display()
         )));
+    }
+    // `..` is refused outright, wherever it would lead: no resolving it against a tree that can change.
+    if source
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return forbidden("paths with \"..\" are not accepted");
     }
     let (Some(dir), Some(name)) = (source.parent(), source.file_name()) else {
         return forbidden("not a file path");

@@ -1,5 +1,6 @@
 //! Precise errors of the posix backend, and their one conversion into `archive_core::Error`.
 
+use crate::beneath::is_symlink_refusal;
 use archive_core::{Error, Key};
 use std::io;
 use std::path::PathBuf;
@@ -18,6 +19,8 @@ pub(crate) enum PosixError {
     Sync(PathBuf, #[source] io::Error),
     #[error("Can't set posix file mod time with error: {source}: '{path}'", path = .0.display(), source = .1)]
     SetTime(PathBuf, #[source] io::Error),
+    #[error("Can't set posix file mode with error: {source}: '{path}'", path = .0.display(), source = .1)]
+    SetMode(PathBuf, #[source] io::Error),
     #[error("Can't get posix file status with error: {source}: '{path}'", path = .0.display(), source = .1)]
     Status(PathBuf, #[source] io::Error),
     #[error("Can't move posix file with error: {source}: '{from}' -> '{to}'", from = .0.display(), to = .1.display(), source = .2)]
@@ -36,6 +39,7 @@ impl PosixError {
             | PosixError::Read(_, e)
             | PosixError::Sync(_, e)
             | PosixError::SetTime(_, e)
+            | PosixError::SetMode(_, e)
             | PosixError::Status(_, e)
             | PosixError::Move(_, _, e)
             | PosixError::Remove(_, e)
@@ -54,9 +58,24 @@ impl PosixError {
             io::ErrorKind::AlreadyExists => Error::AlreadyExists {
                 key: key.to_string(),
             },
+            // A path through a symlink names nothing in the archive: symlinks are never followed.
+            _ if is_symlink_refusal(e) => Error::NotFound {
+                key: key.to_string(),
+            },
             _ if is_out_of_space(e) => Error::InsufficientStorage(self.to_string()),
             _ => Error::backend("posix", self),
         }
+    }
+
+    /// As [`PosixError::into_core`], for writes: a symlink on the way is a refusal the client must
+    /// hear about (400 naming the reason), not a missing file.
+    pub(crate) fn into_core_for_write(self, key: &Key) -> Error {
+        if is_symlink_refusal(self.io()) {
+            return Error::InvalidArgument(format!(
+                "Can't store {key}: its path goes through a symlink, and the archive never follows symlinks"
+            ));
+        }
+        self.into_core(key)
     }
 }
 

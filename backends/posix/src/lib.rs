@@ -1,10 +1,14 @@
 //! `archive-posix`: the plain-disk backend. Files live at `<prefix>/<key>`; writes are staged in the
 //! target directory and linked in only when complete and durable; reads stream from a reader thread.
 //!
-//! Module map: [`staging`] (atomic, durable, write-once writes), [`reader`] (streaming reads),
-//! [`walk`] (listing and the start-up sweep of interrupted writes), [`instance`] (which process owns a
-//! partial file, so that several processes can share a prefix), [`error`] (precise private errors).
+//! Module map: [`beneath`] (every path resolved from the root's handle, never through a symlink; new
+//! directories made durable), [`staging`] (atomic, durable, write-once writes), [`adopt`] (PATCH: moving
+//! a checked server-side file in), [`reader`] (streaming reads), [`walk`] (listing and the start-up
+//! sweep of interrupted writes), [`instance`] (which process owns a partial file, so that several
+//! processes can share a prefix), [`error`] (precise private errors).
 
+mod adopt;
+mod beneath;
 mod error;
 mod instance;
 mod reader;
@@ -16,20 +20,26 @@ use archive_core::{
     ListEntry, PutOptions, PutOutcome, ReadRange, Result,
 };
 use async_trait::async_trait;
+use beneath::{split_parent, RootDir};
 use error::PosixError;
 use instance::Instance;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[doc(hidden)]
+pub use beneath::{force_component_walk, record_syncs, synced};
 pub use instance::INSTANCES_DIR;
 pub use staging::{is_partial_name, CHUNK_SIZE};
 pub use walk::{sweep_partials, STATE_DIR_PREFIX};
 
-/// The plain-disk backend rooted at a prefix directory.
+/// The plain-disk backend rooted at a prefix directory. Keys are resolved from a handle on that
+/// directory and never through a symlink: a key whose path holds one names no file (404 for reads and
+/// deletes, 400 for writes).
 #[derive(Debug, Clone)]
 pub struct PosixBackend {
-    root: PathBuf,
+    root: RootDir,
     /// This process's registration in the root; names the owner of every partial file it writes.
     instance: Arc<Instance>,
 }
@@ -43,18 +53,72 @@ impl PosixBackend {
         std::fs::create_dir_all(&root)?;
         let root = std::path::absolute(&root)?;
         let instance = Arc::new(Instance::register(&root)?);
-        Ok(PosixBackend { root, instance })
+        Ok(PosixBackend {
+            root: RootDir::open(root)?,
+            instance,
+        })
     }
 
     /// The directory the archive lives in.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.root.path()
     }
 
-    /// The on-disk path of a key.
+    /// The on-disk path of a key (for messages: files are opened through the root's handle).
     pub fn path_of(&self, key: &Key) -> PathBuf {
-        self.root.join(key.as_str())
+        self.root.path().join(key.as_str())
     }
+
+    /// Removes a key's file only if it is still the inode `ino`, and fsyncs its directory (blocking).
+    /// For a tier releasing a disk copy it has copied elsewhere; resolved like every key, never
+    /// through a symlink.
+    pub fn remove_if_inode(&self, key: &Key, ino: u64) -> std::io::Result<Removal> {
+        let missing = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) || beneath::is_symlink_refusal(e)
+        };
+        let (parent, name) = split_parent(key.as_str());
+        let found = self
+            .root
+            .open_dir(parent)
+            .and_then(|dir| Ok((beneath::stat_entry(dir.as_fd(), name)?, dir)));
+        let (st, dir) = match found {
+            Ok(found) => found,
+            Err(e) if missing(&e) => return Ok(Removal::Missing),
+            Err(e) => return Err(e),
+        };
+        if beneath::file_type(&st) != rustix::fs::FileType::RegularFile || st.st_ino != ino {
+            return Ok(Removal::Replaced);
+        }
+        rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())?;
+        beneath::sync_dir(dir.as_fd())?;
+        Ok(Removal::Removed)
+    }
+
+    /// The metadata of a key's entry itself, looked up without following any symlink (blocking). A
+    /// path through a symlink names nothing in the archive: `NotFound`.
+    pub fn metadata(&self, key: &Key) -> std::io::Result<std::fs::Metadata> {
+        self.root.metadata(key.as_str()).map_err(|e| {
+            if beneath::is_symlink_refusal(&e) {
+                std::io::Error::new(std::io::ErrorKind::NotFound, e)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// What [`PosixBackend::remove_if_inode`] found under the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The file was that inode and is removed, durably.
+    Removed,
+    /// Nothing under the key (a path through a symlink names nothing either).
+    Missing,
+    /// Something else is there now; it was left alone.
+    Replaced,
 }
 
 /// Runs blocking filesystem work off the async runtime.
@@ -107,7 +171,7 @@ impl ArchiveBackend for PosixBackend {
         staging::put_stream(
             Arc::clone(&self.instance),
             key.clone(),
-            self.path_of(key),
+            self.root.clone(),
             body,
             options,
         )
@@ -115,13 +179,15 @@ impl ArchiveBackend for PosixBackend {
     }
 
     async fn get(&self, key: &Key, range: ReadRange) -> Result<GetResult> {
-        reader::open(key.clone(), self.path_of(key), range).await
+        reader::open(key.clone(), self.root.clone(), range).await
     }
 
     async fn status(&self, key: &Key) -> Result<FileStatus> {
-        let (key, path) = (key.clone(), self.path_of(key));
+        let (key, backend) = (key.clone(), self.clone());
         blocking(move || {
-            let meta = std::fs::metadata(&path)
+            let path = backend.path_of(&key);
+            let meta = backend
+                .metadata(&key)
                 .map_err(|e| PosixError::Status(path.clone(), e).into_core(&key))?;
             status_from_metadata(&key, &path, &meta)
         })
@@ -134,43 +200,45 @@ impl ArchiveBackend for PosixBackend {
     }
 
     async fn adopt(&self, key: &Key, source: &Path, overwrite: bool) -> Result<()> {
-        staging::adopt(
-            Arc::clone(&self.instance),
-            key.clone(),
-            self.path_of(key),
-            source.to_path_buf(),
-            overwrite,
-        )
-        .await
+        let (key, root, source) = (key.clone(), self.root.clone(), source.to_path_buf());
+        let instance = Arc::clone(&self.instance);
+        blocking(move || adopt::adopt(&key, &root, &instance, &source, overwrite)).await
     }
 
     /// Removes the file, then the directories above it that it leaves empty (up to the root), so that a
     /// deleted `a/b` does not keep the name `a` from being stored. A write racing into such a directory
     /// keeps it (it is not empty) or recreates it (the write's open retries after creating parents).
     async fn delete(&self, key: &Key) -> Result<()> {
-        let (key, path, root) = (key.clone(), self.path_of(key), self.root.clone());
+        let (key, root) = (key.clone(), self.root.clone());
         blocking(move || {
-            let meta = std::fs::symlink_metadata(&path)
-                .map_err(|e| PosixError::Remove(path.clone(), e).into_core(&key))?;
-            if !meta.is_file() {
+            let path = root.path().join(key.as_str());
+            let err = |e| PosixError::Remove(path.clone(), e).into_core(&key);
+            let (parent, name) = split_parent(key.as_str());
+            let dir = root.open_dir(parent).map_err(err)?;
+            let st = beneath::stat_entry(dir.as_fd(), name).map_err(err)?;
+            if beneath::file_type(&st) != rustix::fs::FileType::RegularFile {
                 return Err(Error::NotFound {
                     key: key.to_string(),
                 });
             }
-            std::fs::remove_file(&path)
-                .map_err(|e| PosixError::Remove(path.clone(), e).into_core(&key))?;
-            match staging::sync_dir(path.parent().unwrap_or(Path::new("/"))) {
-                // A concurrent delete of the last sibling pruned the directory: the file is gone.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                other => other.map_err(|e| PosixError::Sync(path.clone(), e).into_core(&key))?,
-            }
-            let mut dir = path.parent();
-            while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
+            rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())
+                .map_err(|e| err(e.into()))?;
+            beneath::sync_dir(dir.as_fd()).map_err(err)?;
+            let mut emptied = parent;
+            while !emptied.is_empty() {
+                let (above, name) = split_parent(emptied);
                 // Fails (and stops) at the first directory that is not empty.
-                if std::fs::remove_dir(d).is_err() {
+                let removed = root.open_dir(above).and_then(|up| {
+                    Ok(rustix::fs::unlinkat(
+                        &up,
+                        name,
+                        rustix::fs::AtFlags::REMOVEDIR,
+                    )?)
+                });
+                if removed.is_err() {
                     break;
                 }
-                dir = d.parent();
+                emptied = above;
             }
             Ok(())
         })
@@ -190,7 +258,7 @@ impl ArchiveBackend for PosixBackend {
     ) -> Result<Vec<ListEntry>> {
         let (root, prefix) = (self.root.clone(), prefix.to_string());
         let after = after.map(str::to_string);
-        blocking(move || walk::list_page(&root, &prefix, after.as_deref(), limit)).await
+        blocking(move || walk::list_page(root.path(), &prefix, after.as_deref(), limit)).await
     }
 }
 

@@ -2,6 +2,7 @@
 //! before any byte is sent), then read one chunk per blocking trip, one chunk ahead of the network.
 //! Ranges up to one chunk are read at open time, so a small GET costs one blocking trip.
 
+use crate::beneath::RootDir;
 use crate::error::PosixError;
 use crate::{blocking, status_from_metadata, CHUNK_SIZE};
 use archive_core::{GetResult, Key, ReadRange, Result};
@@ -9,12 +10,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::PathBuf;
 
-pub(crate) async fn open(key: Key, path: PathBuf, range: ReadRange) -> Result<GetResult> {
+pub(crate) async fn open(key: Key, root: RootDir, range: ReadRange) -> Result<GetResult> {
     let (status, range, first, file) = blocking(move || {
+        let path = root.path().join(key.as_str());
         let err = |e| PosixError::Open(path.clone(), e).into_core(&key);
-        let mut file = File::open(&path).map_err(err)?;
+        let mut file = root.open_file(key.as_str()).map_err(err)?;
         let meta = file.metadata().map_err(err)?;
         let status = status_from_metadata(&key, &path, &meta)?;
         let range = range.resolve(status.size);

@@ -3,19 +3,22 @@
 //! A body is written to a hidden partial file in the target directory, fsynced, given its mtime and mode
 //! 0444, then linked in under its name with `renameat2(RENAME_NOREPLACE)` (or a plain rename when
 //! overwriting), and the directory is fsynced. Until that last step nothing is visible under the key; a
-//! partial file is removed by `Drop` on every error path, and by [`crate::sweep_partials`] after a crash
-//! of its owner (the [`Instance`] its name carries).
+//! partial file is removed by `Drop` on every error path, and by [`crate::sweep_partials`] after a crash.
+//! The target directory is resolved (and created, durably) through [`crate::beneath`], so a write never
+//! lands outside the prefix through a symlink; every later step works on that directory's handle.
 
+use crate::beneath::{self, split_parent, RootDir};
 use crate::blocking;
 use crate::error::{is_out_of_space, PosixError};
 use crate::instance::Instance;
 use archive_core::{ByteStream, Error, Key, PutOptions, PutOutcome, Result};
 use bytes::Bytes;
 use futures::StreamExt;
-use std::fs::{File, OpenOptions};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -45,32 +48,79 @@ pub(crate) fn partial_owner(name: &str) -> Option<&str> {
     Some(tail.split_once('-').map_or(tail, |(owner, _)| owner))
 }
 
-/// `.<stem>.<instance>-<n>.partial`: at most 1 + 64 + 1 + 16 + 1 + 20 + 8 bytes, so a partial file
+/// A fresh partial-file name for a file to be linked in as `name` (in the same directory):
+/// `.<stem>.<instance>-<n>.partial`, at most 1 + 64 + 1 + 16 + 1 + 20 + 8 bytes, so a partial file
 /// can be created for any target name the file system accepts.
-fn partial_path_for(target: &Path, instance: &Instance) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
+pub(crate) fn partial_name_for(name: &str, instance: &Instance) -> String {
     let mut stem_len = name.len().min(PARTIAL_STEM_MAX);
     while !name.is_char_boundary(stem_len) {
         stem_len -= 1;
     }
     let n = NEXT_PARTIAL.fetch_add(1, Ordering::Relaxed);
-    target.with_file_name(format!(
+    format!(
         ".{}.{}-{n}{PARTIAL_SUFFIX}",
         &name[..stem_len],
         instance.id()
-    ))
+    )
+}
+
+/// The directory a key's file goes in, opened (and created durably where missing) beneath the root,
+/// with the file's name in it. Refuses a key naming a directory.
+pub(crate) struct TargetDir {
+    pub(crate) key: Key,
+    pub(crate) dir: OwnedFd,
+    /// The directory's path, for messages.
+    pub(crate) path: PathBuf,
+    pub(crate) name: String,
+}
+
+impl TargetDir {
+    pub(crate) fn open(key: Key, root: &RootDir) -> Result<Self> {
+        let (parent, name) = split_parent(key.as_str());
+        let path = root.path().join(parent);
+        let dir = root
+            .create_dirs(parent)
+            .map_err(|e| PosixError::Open(path.clone(), e).into_core_for_write(&key))?;
+        if beneath::stat_entry(dir.as_fd(), name)
+            .is_ok_and(|st| beneath::file_type(&st) == FileType::Directory)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "Can't open {key} for writing: a directory of that name exists"
+            )));
+        }
+        Ok(TargetDir {
+            name: name.to_string(),
+            key,
+            dir,
+            path,
+        })
+    }
+
+    /// Links the file called `partial` in this directory in under the key's name, then fsyncs the
+    /// directory. Without `overwrite` a taken name is `AlreadyExists`.
+    pub(crate) fn link_in(&self, partial: &str, overwrite: bool) -> Result<()> {
+        let (dir, key) = (self.dir.as_fd(), &self.key);
+        link_in(dir, partial, dir, &self.name, overwrite).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists {
+                    key: key.to_string(),
+                }
+            } else {
+                PosixError::Move(self.path.join(partial), self.path.join(&self.name), e)
+                    .into_core(key)
+            }
+        })?;
+        beneath::sync_dir(dir).map_err(|e| PosixError::Sync(self.path.clone(), e).into_core(key))
+    }
 }
 
 /// A partial file being written. Dropping it without [`Staged::commit`] removes it.
-struct Staged {
-    key: Key,
+pub(crate) struct Staged {
     /// The owner named in the partial file's name, kept registered until the file is gone.
     _instance: Arc<Instance>,
-    target: PathBuf,
-    partial: PathBuf,
+    target: TargetDir,
+    /// The partial file's name in the target directory; empty once linked in.
+    partial: String,
     file: Option<File>,
     written: u64,
     /// Bytes already handed to the kernel's writeback (see [`WRITEBACK_STEP`]).
@@ -78,43 +128,38 @@ struct Staged {
 }
 
 impl Staged {
-    fn create(key: Key, target: PathBuf, instance: Arc<Instance>) -> Result<Self> {
-        if target.is_dir() {
-            return Err(Error::InvalidArgument(format!(
-                "Can't open {key} for writing: a directory of that name exists"
-            )));
-        }
-        let partial = partial_path_for(&target, &instance);
+    pub(crate) fn create(key: Key, root: &RootDir, instance: Arc<Instance>) -> Result<Self> {
         // Mode 0444 from the start (the descriptor stays writable): archive files are read-only.
-        let open = || {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&partial)
-        };
-        // The parent usually exists: try first, create directories only when the open says so.
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let parent = target
-                    .parent()
-                    .expect("a key always has a parent directory");
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| PosixError::Open(parent.to_path_buf(), e).into_core(&key))?;
-                open()
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut attempts = 0;
+        loop {
+            let target = TargetDir::open(key.clone(), root)?;
+            let partial = partial_name_for(&target.name, &instance);
+            match rustix::fs::openat(&target.dir, &partial, flags, Mode::from_raw_mode(0o444)) {
+                Ok(file) => {
+                    return Ok(Staged {
+                        _instance: instance,
+                        target,
+                        partial,
+                        file: Some(File::from(file)),
+                        written: 0,
+                        kicked: 0,
+                    })
+                }
+                // A delete pruned the (empty) directory between its open and this create: open or
+                // create it again.
+                Err(rustix::io::Errno::NOENT) if attempts < 3 => attempts += 1,
+                Err(e) => {
+                    return Err(PosixError::Open(target.path.join(&partial), e.into())
+                        .into_core(&target.key))
+                }
             }
-            other => other,
         }
-        .map_err(|e| PosixError::Open(partial.clone(), e).into_core(&key))?;
-        Ok(Staged {
-            key,
-            _instance: instance,
-            target,
-            partial,
-            file: Some(file),
-            written: 0,
-            kicked: 0,
-        })
+    }
+
+    fn partial_path(&self) -> PathBuf {
+        self.target.path.join(&self.partial)
     }
 
     /// Writes `chunks` in order with vectored writes (no copy into one buffer), and starts the
@@ -122,7 +167,9 @@ impl Staged {
     /// file waits for the last few MiB instead of all of it.
     fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<()> {
         let file = self.file.as_mut().expect("open until commit");
-        let fail = |e| PosixError::Write(self.partial.clone(), e).into_core(&self.key);
+        let fail = |e| {
+            PosixError::Write(self.target.path.join(&self.partial), e).into_core(&self.target.key)
+        };
         let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
         let mut rest = &mut slices[..];
         IoSlice::advance_slices(&mut rest, 0);
@@ -151,8 +198,17 @@ impl Staged {
         Ok(())
     }
 
+    /// Copies everything `from` holds into the partial file (PATCH across file systems).
+    pub(crate) fn copy_from(&mut self, from: &mut File) -> Result<()> {
+        let file = self.file.as_mut().expect("open until commit");
+        self.written = io::copy(from, file).map_err(|e| {
+            PosixError::Write(self.target.path.join(&self.partial), e).into_core(&self.target.key)
+        })?;
+        Ok(())
+    }
+
     /// Checks the length, records mtime and mode, makes the data durable and links it in.
-    fn commit(mut self, options: &PutOptions) -> Result<PutOutcome> {
+    pub(crate) fn commit(mut self, options: &PutOptions) -> Result<PutOutcome> {
         if let Some(expected) = options.expected_len {
             if expected != self.written {
                 return Err(Error::InvalidArgument(format!(
@@ -162,31 +218,20 @@ impl Staged {
             }
         }
         let file = self.file.take().expect("open until commit");
-        let err = |e: PosixError| e.into_core(&self.key);
+        let key = &self.target.key;
         if let Some(mtime) = options.mtime {
             file.set_modified(mtime)
-                .map_err(|e| err(PosixError::SetTime(self.partial.clone(), e)))?;
+                .map_err(|e| PosixError::SetTime(self.partial_path(), e).into_core(key))?;
         }
-        file.sync_all()
-            .map_err(|e| err(PosixError::Sync(self.partial.clone(), e)))?;
+        beneath::sync_file(&file)
+            .map_err(|e| PosixError::Sync(self.partial_path(), e).into_core(key))?;
         drop(file);
-        link_in(&self.partial, &self.target, options.overwrite).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Error::AlreadyExists {
-                    key: self.key.to_string(),
-                }
-            } else {
-                err(PosixError::Move(
-                    self.partial.clone(),
-                    self.target.clone(),
-                    e,
-                ))
-            }
-        })?;
-        // Linked in: from here on the partial name no longer exists and Drop must not remove anything.
-        self.partial = PathBuf::new();
-        let dir = self.target.parent().expect("has parent");
-        sync_dir(dir).map_err(|e| err(PosixError::Sync(dir.to_path_buf(), e)))?;
+        let partial = std::mem::take(&mut self.partial);
+        if let Err(e) = self.target.link_in(&partial, options.overwrite) {
+            // Still under its partial name (a failed link moves nothing): Drop removes it.
+            self.partial = partial;
+            return Err(e);
+        }
         Ok(PutOutcome {
             bytes: self.written,
         })
@@ -195,37 +240,41 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        if !self.partial.as_os_str().is_empty() {
+        if !self.partial.is_empty() {
             self.file.take();
-            let _ = std::fs::remove_file(&self.partial);
+            let _ = rustix::fs::unlinkat(&self.target.dir, &self.partial, AtFlags::empty());
         }
     }
 }
 
-/// Renames `from` to `to`; without `overwrite` an existing `to` fails with `AlreadyExists` atomically.
-pub(crate) fn link_in(from: &Path, to: &Path, overwrite: bool) -> io::Result<()> {
+/// Renames `from` (in `from_dir`) to `to` (in `to_dir`); without `overwrite` an existing `to` fails
+/// with `AlreadyExists` atomically. Neither name is followed if it is a symlink.
+pub(crate) fn link_in(
+    from_dir: BorrowedFd<'_>,
+    from: &str,
+    to_dir: BorrowedFd<'_>,
+    to: &str,
+    overwrite: bool,
+) -> io::Result<()> {
+    use rustix::fs::{linkat, renameat, renameat_with, unlinkat, RenameFlags};
     if overwrite {
-        return std::fs::rename(from, to);
+        return Ok(renameat(from_dir, from, to_dir, to)?);
     }
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+    match renameat_with(from_dir, from, to_dir, to, RenameFlags::NOREPLACE) {
         Ok(()) => Ok(()),
         // Filesystems without RENAME_NOREPLACE: link(2) refuses an existing name just as atomically.
         Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
-            std::fs::hard_link(from, to)?;
-            std::fs::remove_file(from)
+            linkat(from_dir, from, to_dir, to, AtFlags::empty())?;
+            Ok(unlinkat(from_dir, from, AtFlags::empty())?)
         }
         Err(e) => Err(e.into()),
     }
 }
 
-/// fsync of a directory, so that a rename or unlink in it survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-fn refuse_existing(key: &Key, target: &Path, options: &PutOptions) -> Result<()> {
-    if !options.overwrite && std::fs::symlink_metadata(target).is_ok() {
+/// Refuses a taken key before its body is read (unless overwriting). A name that cannot be looked up
+/// (a symlink on the way) is left to the write itself, which reports it.
+fn refuse_existing(key: &Key, root: &RootDir, options: &PutOptions) -> Result<()> {
+    if !options.overwrite && root.metadata(key.as_str()).is_ok() {
         return Err(Error::AlreadyExists {
             key: key.to_string(),
         });
@@ -245,7 +294,7 @@ fn too_long(expected: u64) -> Error {
 pub(crate) async fn put_stream(
     instance: Arc<Instance>,
     key: Key,
-    target: PathBuf,
+    root: RootDir,
     mut body: ByteStream,
     options: PutOptions,
 ) -> Result<PutOutcome> {
@@ -254,8 +303,8 @@ pub(crate) async fn put_stream(
         // A large upload to a taken key is refused before its body is read (with `Expect:
         // 100-continue` the client then sends nothing); small ones are checked on the blocking trip
         // that writes them.
-        let (k, t, o) = (key.clone(), target.clone(), options.clone());
-        blocking(move || refuse_existing(&k, &t, &o)).await?;
+        let (k, r, o) = (key.clone(), root.clone(), options.clone());
+        blocking(move || refuse_existing(&k, &r, &o)).await?;
     }
     let mut total: u64 = 0;
     // Takes the next chunk, counting it against the announced length.
@@ -291,7 +340,7 @@ pub(crate) async fn put_stream(
         return blocking(move || {
             // A taken key is refused by the no-replace link in `commit` (no stat first: the body is
             // here already, and the link settles races with concurrent writers anyway).
-            let mut staged = Staged::create(key, target, instance)?;
+            let mut staged = Staged::create(key, &root, instance)?;
             staged.write_chunks(&batch)?;
             staged.commit(&options)
         })
@@ -303,8 +352,8 @@ pub(crate) async fn put_stream(
     // no thread, and at most two batches are in memory.
     let (writer_key, writer_options) = (key.clone(), options.clone());
     let mut writing = tokio::task::spawn_blocking(move || -> Result<Staged> {
-        refuse_existing(&writer_key, &target, &writer_options)?;
-        let mut staged = Staged::create(writer_key, target, instance)?;
+        refuse_existing(&writer_key, &root, &writer_options)?;
+        let mut staged = Staged::create(writer_key, &root, instance)?;
         staged.write_chunks(&batch)?;
         Ok(staged)
     });
@@ -358,62 +407,4 @@ fn body_error(key: &Key, e: io::Error) -> Error {
     Error::InvalidArgument(format!(
         "The upload of {key} was cut off or failed ({e}); nothing was stored"
     ))
-}
-
-/// Moves a server-side file in under `target` (PATCH). A rename when source and archive share a
-/// filesystem; otherwise a durable copy through a partial file, then the source is removed.
-pub(crate) async fn adopt(
-    instance: Arc<Instance>,
-    key: Key,
-    target: PathBuf,
-    source: PathBuf,
-    overwrite: bool,
-) -> Result<()> {
-    blocking(move || {
-        // symlink_metadata: a symlink is refused, never followed (it could point anywhere on the server).
-        let meta = std::fs::symlink_metadata(&source).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound {
-                key: source.display().to_string(),
-            },
-            _ => Error::backend("posix", PosixError::Move(source.clone(), target.clone(), e)),
-        })?;
-        if !meta.is_file() {
-            return Err(Error::InvalidArgument(format!(
-                "Can't move {}: it is not a regular file",
-                source.display()
-            )));
-        }
-        let options = PutOptions {
-            overwrite,
-            mtime: meta.modified().ok(),
-            expected_len: Some(meta.len()),
-        };
-        refuse_existing(&key, &target, &options)?;
-        let parent = target.parent().expect("has parent");
-        std::fs::create_dir_all(parent)
-            .map_err(|e| PosixError::Open(parent.to_path_buf(), e).into_core(&key))?;
-        match link_in(&source, &target, overwrite) {
-            Ok(()) => {
-                sync_dir(parent)
-                    .map_err(|e| PosixError::Sync(parent.to_path_buf(), e).into_core(&key))?;
-                return Ok(());
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::AlreadyExists {
-                    key: key.to_string(),
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {}
-            Err(e) => return Err(PosixError::Move(source, target, e).into_core(&key)),
-        }
-        let mut from =
-            File::open(&source).map_err(|e| PosixError::Open(source.clone(), e).into_core(&key))?;
-        let mut staged = Staged::create(key.clone(), target, instance)?;
-        let file = staged.file.as_mut().expect("open");
-        staged.written = io::copy(&mut from, file)
-            .map_err(|e| PosixError::Write(staged.partial.clone(), e).into_core(&key))?;
-        staged.commit(&options)?;
-        std::fs::remove_file(&source).map_err(|e| PosixError::Remove(source, e).into_core(&key))
-    })
-    .await
 }

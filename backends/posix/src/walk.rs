@@ -2,12 +2,17 @@
 //! start-up sweep that removes partial files left by a crash in the middle of a write (only those
 //! whose owning instance is gone).
 
+use crate::beneath::{self, RootDir};
 use crate::error::PosixError;
 use crate::instance::{Owners, INSTANCES_DIR};
 use crate::is_partial_name;
 use crate::staging::partial_owner;
 use archive_core::{Key, ListEntry, Result};
+use rustix::fs::{FileType, OFlags};
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Entries whose name starts with this are the server's own state, never archive files.
 pub const STATE_DIR_PREFIX: &str = ".archiveinterface";
@@ -17,59 +22,68 @@ fn skipped(name: &str) -> bool {
 }
 
 /// Every file under `root` whose key starts with `prefix`, sorted by key. Only the directory the prefix
-/// points into is walked, not the whole tree.
-pub(crate) fn list(root: &Path, prefix: &str) -> Result<Vec<ListEntry>> {
+/// points into is walked, not the whole tree. Directories are opened through their parent's handle and
+/// symlinks are neither followed nor listed (see [`crate::beneath`]).
+pub(crate) fn list(root: &RootDir, prefix: &str) -> Result<Vec<ListEntry>> {
     let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
-    let start = if dir_part.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(dir_part)
+    let list_err = |rel: &str, e: std::io::Error| {
+        archive_core::Error::backend("posix", PosixError::List(root.path().join(rel), e))
     };
     let mut out = Vec::new();
-    let mut stack = vec![start];
-    while let Some(dir) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => continue,
-            Err(e) => {
-                return Err(archive_core::Error::backend(
-                    "posix",
-                    PosixError::List(dir, e),
-                ))
-            }
-        };
+    let start = match root.open_dir(dir_part) {
+        Ok(dir) => dir,
+        // Nothing there (or not a directory, or a symlink): no keys below it.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            return Ok(out)
+        }
+        Err(e) if beneath::is_symlink_refusal(&e) => return Ok(out),
+        Err(e) => return Err(list_err(dir_part, e)),
+    };
+    let mut stack = vec![(start, dir_part.to_string())];
+    while let Some((dir, dir_rel)) = stack.pop() {
+        let entries = rustix::fs::Dir::read_from(&dir).map_err(|e| list_err(&dir_rel, e.into()))?;
         for entry in entries {
-            let entry = entry.map_err(|e| {
-                archive_core::Error::backend("posix", PosixError::List(dir.clone(), e))
-            })?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if skipped(name) {
+            let entry = entry.map_err(|e| list_err(&dir_rel, e.into()))?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." || skipped(name) {
                 continue;
             }
-            let path = entry.path();
-            let Ok(rel) = path.strip_prefix(root) else {
+            let rel = if dir_rel.is_empty() {
+                name.to_string()
+            } else {
+                format!("{dir_rel}/{name}")
+            };
+            // The entry itself, never what a symlink points to.
+            let Ok(st) = beneath::stat_entry(dir.as_fd(), name) else {
                 continue;
             };
-            let Some(rel) = rel.to_str() else { continue };
-            let Ok(file_type) = entry.file_type() else {
-                continue;
-            };
-            if file_type.is_dir() {
-                // Descend only where keys below can still match the prefix.
-                let as_dir = format!("{rel}/");
-                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                    stack.push(path);
+            match beneath::file_type(&st) {
+                FileType::Directory => {
+                    // Descend only where keys below can still match the prefix.
+                    let as_dir = format!("{rel}/");
+                    if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                        if let Ok(sub) = beneath::open_beneath(
+                            dir.as_fd(),
+                            name,
+                            OFlags::RDONLY | OFlags::DIRECTORY,
+                        ) {
+                            stack.push((sub, rel));
+                        }
+                    }
                 }
-            } else if file_type.is_file() && rel.starts_with(prefix) {
-                let Ok(key) = Key::new(rel) else { continue };
-                let Ok(meta) = entry.metadata() else { continue };
-                out.push(ListEntry {
-                    key,
-                    size: meta.len(),
-                    mtime: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-                });
+                FileType::RegularFile if rel.starts_with(prefix) => {
+                    let Ok(key) = Key::new(&rel) else { continue };
+                    let mtime = UNIX_EPOCH
+                        + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32);
+                    out.push(ListEntry {
+                        key,
+                        size: st.st_size as u64,
+                        mtime,
+                    });
+                }
+                _ => {}
             }
         }
     }

@@ -56,3 +56,30 @@ async fn concurrent_deletes_of_the_last_siblings_both_succeed() {
         assert!(!b.root().join(format!("r{round}")).exists());
     }
 }
+
+/// A write into a directory that a delete is pruning at the same moment still succeeds: it opens or
+/// creates the directory again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_concurrent_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = PosixBackend::new(dir.path().join("archive")).unwrap();
+    for i in 0..200 {
+        put(&b, &format!("d/e/old{i}")).await;
+        let (b1, b2) = (b.clone(), b.clone());
+        let deleting =
+            tokio::spawn(async move { b1.delete(&Key::new(format!("d/e/old{i}")).unwrap()).await });
+        let writing = tokio::spawn(async move {
+            b2.put(
+                &Key::new(format!("d/e/new{i}")).unwrap(),
+                body_of(vec![b"x".to_vec()]),
+                PutOptions::default(),
+            )
+            .await
+        });
+        deleting.await.unwrap().unwrap();
+        writing.await.unwrap().unwrap();
+        b.delete(&Key::new(format!("d/e/new{i}")).unwrap())
+            .await
+            .unwrap();
+    }
+}

@@ -267,7 +267,8 @@ impl Inner {
         use std::os::unix::fs::MetadataExt;
         let path = self.disk.path_of(key);
         let key = key.clone();
-        blocking(move || match std::fs::metadata(&path) {
+        let disk = self.disk.clone();
+        blocking(move || match disk.metadata(&key) {
             Ok(meta) => Ok(meta.ino()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(not_found(&key)),
             Err(e) => Err(TieredError::Io("stat", path, e).into_core()),
@@ -307,7 +308,7 @@ impl Inner {
             return Ok(self.migrated_status(e));
         }
         let path = self.disk.path_of(key);
-        match std::fs::metadata(&path) {
+        match self.disk.metadata(key) {
             Ok(meta) => {
                 let st = archive_posix::status_from_metadata(key, &path, &meta)?;
                 let state = match entry {

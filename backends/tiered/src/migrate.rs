@@ -102,19 +102,9 @@ impl Inner {
                 // Nothing should be there; a leftover of an earlier process is not worth keeping.
                 overwrite: true,
             };
-            let tape_dir = self.cold.root().join(crate::volume_name(tape));
-            let first_on_tape = !tape_dir.exists();
+            // A tape's first file creates its directory: the cold tier's write makes it durable in
+            // the cold root, as every directory a write creates.
             self.cold.put(&target, stream, options).await?;
-            if first_on_tape {
-                // The tape's directory is new: its entry in the cold root must be durable too.
-                let root = self.cold.root().to_path_buf();
-                blocking(move || {
-                    std::fs::File::open(&root)
-                        .and_then(|d| d.sync_all())
-                        .map_err(|e| TieredError::Io("sync", root, e).into_core())
-                })
-                .await?;
-            }
             lease.write(position, size).await;
             crash_point("migrate:after-cold-copy");
             let mut entry = Entry {

@@ -112,7 +112,9 @@ impl TieredBackend {
             Ok(listed
                 .into_iter()
                 .map(|e| {
-                    let atime = std::fs::metadata(inner.disk.path_of(&e.key))
+                    let atime = inner
+                        .disk
+                        .metadata(&e.key)
                         .and_then(|m| m.accessed())
                         .unwrap_or(e.mtime);
                     let read = last_read.get(&e.key).copied().unwrap_or(e.mtime);
