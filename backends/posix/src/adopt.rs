@@ -187,6 +187,10 @@ fn remove_source(key: &Key, source: &Source) -> Result<()> {
         tracing::warn!(source = %source.path.display(), "the source was replaced while it was moved in; the new file is left in place");
         return Ok(());
     }
-    rustix::fs::unlinkat(&source.dir, &source.name, AtFlags::empty()).map_err(|e| err(e.into()))?;
+    match rustix::fs::unlinkat(&source.dir, &source.name, AtFlags::empty()) {
+        // Removed by someone else meanwhile: the file is in the archive all the same.
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(e) => return Err(err(e.into())),
+    }
     beneath::sync_dir(source.dir.as_fd()).map_err(err)
 }
