@@ -258,7 +258,7 @@ impl ArchiveBackend for PosixBackend {
     ) -> Result<Vec<ListEntry>> {
         let (root, prefix) = (self.root.clone(), prefix.to_string());
         let after = after.map(str::to_string);
-        blocking(move || walk::list_page(root.path(), &prefix, after.as_deref(), limit)).await
+        blocking(move || walk::list_page(&root, &prefix, after.as_deref(), limit)).await
     }
 }
 

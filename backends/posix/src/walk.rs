@@ -10,7 +10,7 @@ use crate::staging::partial_owner;
 use archive_core::{Key, ListEntry, Result};
 use rustix::fs::{FileType, OFlags};
 use std::io::ErrorKind;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -95,15 +95,23 @@ pub(crate) fn list(root: &RootDir, prefix: &str) -> Result<Vec<ListEntry>> {
 /// `limit`, sorted by key. The tree is walked in key order (a directory `d` sorts as `d/`), subtrees
 /// wholly before `after` or outside the prefix are not entered, only returned files are stat-ed, and
 /// the walk stops once the page is full. Each directory entered is still read whole (to sort it).
+/// Like [`list`], directories are opened through their parent's handle and symlinks are neither
+/// followed nor listed.
 pub(crate) fn list_page(
-    root: &Path,
+    root: &RootDir,
     prefix: &str,
     after: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ListEntry>> {
     let mut out = Vec::new();
     if limit > 0 {
-        page_of_dir(root, "", prefix, after, limit, &mut out)?;
+        let page = Page {
+            root,
+            prefix,
+            after,
+            limit,
+        };
+        page.of_dir(root.fd(), "", &mut out)?;
     }
     Ok(out)
 }
@@ -132,82 +140,91 @@ fn count_work(dirs: usize, stats: usize) {
     let _ = (dirs, stats);
 }
 
-fn page_of_dir(
-    root: &Path,
-    rel: &str,
-    prefix: &str,
-    after: Option<&str>,
+/// What one page asks for.
+struct Page<'a> {
+    root: &'a RootDir,
+    prefix: &'a str,
+    after: Option<&'a str>,
     limit: usize,
-    out: &mut Vec<ListEntry>,
-) -> Result<()> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Ok(()),
-        Err(e) => {
-            return Err(archive_core::Error::backend(
-                "posix",
-                PosixError::List(dir, e),
-            ))
-        }
-    };
-    count_work(1, 0);
-    // (key, or key + "/" for a directory; whether it is a directory). The file type comes from the
-    // directory entry itself, without a stat.
-    let mut children = Vec::new();
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| archive_core::Error::backend("posix", PosixError::List(dir.clone(), e)))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if skipped(name) {
-            continue;
-        }
-        let Ok(file_type) = entry.file_type() else {
-            continue;
-        };
-        let key = format!("{rel}{name}");
-        if file_type.is_dir() {
-            let dir_key = format!("{key}/");
-            if worth_entering(&dir_key, prefix, after) {
-                children.push((dir_key, true));
+}
+
+impl Page<'_> {
+    fn list_err(&self, rel: &str, e: std::io::Error) -> archive_core::Error {
+        archive_core::Error::backend("posix", PosixError::List(self.root.path().join(rel), e))
+    }
+
+    /// Adds the page's files in the directory `dir` (whose keys start with `rel`, "" or ending in
+    /// `/`) and below it to `out`, in key order, until the page is full.
+    fn of_dir(&self, dir: BorrowedFd<'_>, rel: &str, out: &mut Vec<ListEntry>) -> Result<()> {
+        let entries = rustix::fs::Dir::read_from(dir).map_err(|e| self.list_err(rel, e.into()))?;
+        count_work(1, 0);
+        // (key, or key + "/" for a directory; whether it is a directory; the name in `dir`). The type
+        // comes from the directory entry itself; only a file system that does not report it costs a
+        // stat (never following a symlink).
+        let mut children = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| self.list_err(rel, e.into()))?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name == "." || name == ".." || skipped(name) {
+                continue;
             }
-        } else if file_type.is_file()
-            && key.starts_with(prefix)
-            && after.is_none_or(|a| key.as_str() > a)
-        {
-            children.push((key, false));
+            let file_type = match entry.file_type() {
+                FileType::Unknown => match beneath::stat_entry(dir, name) {
+                    Ok(st) => beneath::file_type(&st),
+                    Err(_) => continue,
+                },
+                known => known,
+            };
+            let key = format!("{rel}{name}");
+            match file_type {
+                FileType::Directory => {
+                    let dir_key = format!("{key}/");
+                    if worth_entering(&dir_key, self.prefix, self.after) {
+                        children.push((dir_key, true, name.to_string()));
+                    }
+                }
+                FileType::RegularFile
+                    if key.starts_with(self.prefix)
+                        && self.after.is_none_or(|a| key.as_str() > a) =>
+                {
+                    children.push((key, false, name.to_string()));
+                }
+                _ => {}
+            }
         }
+        children.sort_unstable();
+        for (key, is_dir, name) in children {
+            if out.len() >= self.limit {
+                break;
+            }
+            if is_dir {
+                // Removed since it was read, or replaced by a symlink: nothing below it to list.
+                if let Ok(sub) =
+                    beneath::open_beneath(dir, &name, OFlags::RDONLY | OFlags::DIRECTORY)
+                {
+                    self.of_dir(sub.as_fd(), &key, out)?;
+                }
+                continue;
+            }
+            let Ok(key) = Key::new(key) else { continue };
+            count_work(0, 1);
+            let Ok(st) = beneath::stat_entry(dir, &name) else {
+                // Removed since the directory was read.
+                continue;
+            };
+            if beneath::file_type(&st) == FileType::RegularFile {
+                out.push(ListEntry {
+                    key,
+                    size: st.st_size as u64,
+                    mtime: UNIX_EPOCH
+                        + Duration::new(st.st_mtime.max(0) as u64, st.st_mtime_nsec as u32),
+                });
+            }
+        }
+        Ok(())
     }
-    children.sort_unstable();
-    for (key, is_dir) in children {
-        if out.len() >= limit {
-            break;
-        }
-        if is_dir {
-            page_of_dir(root, &key, prefix, after, limit, out)?;
-            continue;
-        }
-        let Ok(key) = Key::new(key) else { continue };
-        count_work(0, 1);
-        let Ok(meta) = std::fs::metadata(root.join(key.as_str())) else {
-            // Removed since the directory was read.
-            continue;
-        };
-        if meta.is_file() {
-            out.push(ListEntry {
-                key,
-                size: meta.len(),
-                mtime: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Removes the partial files under `root` whose owner is gone (a process that crashed in the middle of
@@ -380,7 +397,8 @@ mod tests {
             }
         }
         WORK.with(|w| w.set((0, 0)));
-        let page = list_page(dir.path(), "", Some("d4/f7"), 5).unwrap();
+        let root = RootDir::open(dir.path().to_path_buf()).unwrap();
+        let page = list_page(&root, "", Some("d4/f7"), 5).unwrap();
         let keys: Vec<&str> = page.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["d4/f8", "d4/f9", "d5/f0", "d5/f1", "d5/f2"]);
         // The root, d4 and d5: not d0..d3 (before `after`) nor d6..d9 (after the page filled).

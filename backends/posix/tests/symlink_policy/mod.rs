@@ -109,6 +109,23 @@ pub(crate) async fn check() {
     assert!(listed("dirlink/").await.is_empty());
     assert!(listed("d/link/").await.is_empty());
     assert!(listed("innerdir/").await.is_empty());
+    // Pages walk the tree through the same handles: the same entries, and nothing through a link.
+    let paged = |prefix: &'static str, after: Option<&'static str>| {
+        let b = b.clone();
+        async move {
+            b.list_page(prefix, after, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.key.to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(paged("", None).await, ["d/kept", "real"]);
+    assert_eq!(paged("", Some("d/kept")).await, ["real"]);
+    assert!(paged("dirlink/", None).await.is_empty());
+    assert!(paged("d/link/", None).await.is_empty());
+    assert!(paged("innerdir/", None).await.is_empty());
 
     // Nothing outside was read into, written, created or removed; the links are still there.
     assert_eq!(files_under(&outside), ["secret", "sub/deep"]);
