@@ -2,10 +2,12 @@
 //! the header-read timeout (a client trickling its headers, one that connects and says nothing, an
 //! idle keep-alive connection) is closed and logged; a client that half-closes its side after a
 //! complete request still gets its answer; on shutdown, requests in flight may finish for at most the
-//! drain timeout, then the connections left are closed and logged.
+//! drain timeout, then the connections left are closed and logged. Connections close lingering (see
+//! [`crate::linger`]), so a client still sending gets the answer it was sent.
 
 use crate::config::Config;
 use crate::framing::FirstHeadChecked;
+use crate::linger::LingeringClose;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -73,7 +75,7 @@ pub async fn serve_connections(
             },
         };
         let connection = http.serve_connection(
-            TokioIo::new(FirstHeadChecked::new(stream)),
+            TokioIo::new(LingeringClose::new(FirstHeadChecked::new(stream))),
             TowerToHyperService::new(router.clone()),
         );
         let mut stop = stop_rx.clone();

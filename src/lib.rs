@@ -7,6 +7,7 @@
 //! - [`server`] builds the backend, the router with its middleware, serving with graceful shutdown.
 //! - [`connections`] accepts and serves connections: header-read timeout, half-close, drain deadline.
 //! - [`framing`] refuses requests framed both by Content-Length and Transfer-Encoding.
+//! - [`linger`] closes connections so a client still sending gets its answer.
 //! - [`telemetry`] sets up logging.
 //! - [`error`] holds the one API error type and its status table.
 //! - [`pacifica`] serves the `/{id}` files API.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod framing;
 pub mod hlm;
 pub mod hsm;
+pub mod linger;
 pub mod metrics;
 pub mod name_check;
 pub mod pacifica;

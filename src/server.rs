@@ -251,6 +251,9 @@ pub fn app(state: AppState) -> Router {
         ))
         .with_state(state)
         .layer(axum::middleware::from_fn(
+            crate::linger::close_after_refused_upload,
+        ))
+        .layer(axum::middleware::from_fn(
             crate::framing::refuse_conflicting_framing,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())

@@ -217,6 +217,37 @@ async fn eight_concurrent_puts_of_one_id_have_one_winner() {
     assert_eq!(tree(&dir.path().join("archive")).len(), 1);
 }
 
+/// A PUT refused before its body was read is answered (not cut off by a reset) and asks the client to
+/// close, so the client's next request does not go out on a connection the server is closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_refused_before_its_body_is_answered_and_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&dir.path().join("archive"), &[]);
+    let http = client();
+    let url = format!("{}/taken", server.url);
+    assert_eq!(
+        http.put(&url).body("first").send().await.unwrap().status(),
+        201
+    );
+    for _ in 0..5 {
+        let body = futures::stream::iter(
+            (0..8).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![7u8; MIB]))),
+        );
+        let refused = http
+            .put(&url)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .expect("the refusal reaches the client");
+        assert_eq!(refused.status(), 500);
+        assert_eq!(refused.headers()["connection"], "close");
+        assert!(refused.text().await.unwrap().contains("Can't open"));
+        // The next request on the same client gets its answer.
+        let got = http.get(&url).send().await.unwrap();
+        assert_eq!(got.bytes().await.unwrap().as_ref(), b"first");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_parallel_clients_get_their_own_bytes() {
     let dir = tempfile::tempdir().unwrap();

@@ -180,6 +180,17 @@ fn stopped(end: &LeaseEnd) {
     }
 }
 
+/// What a failed container listing makes of its request. An index or backend that is down or failing
+/// now (5xx) may list fine later: retried with the usual backoff. A missing container, a bad name or
+/// an unsupported listing (501) will not: failed for good.
+fn listing_failed(e: crate::error::ApiError) -> Outcome {
+    if e.is_internal() && e.status != StatusCode::NOT_IMPLEMENTED {
+        Outcome::Retry(format!("cannot list the container: {}", e.message))
+    } else {
+        Outcome::Permanent(e.message)
+    }
+}
+
 async fn expand(state: &AppState, target: &Target) -> Result<Vec<Key>, Outcome> {
     let swift = &state.config.swift;
     let permanent = |e: crate::error::ApiError| Outcome::Permanent(e.message);
@@ -187,15 +198,7 @@ async fn expand(state: &AppState, target: &Target) -> Result<Vec<Key>, Outcome> 
         Target::Container { account, container } => {
             crate::swift::container_object_keys(state, account, container)
                 .await
-                .map_err(|e| {
-                    // A backend that is down or failing now (5xx) may list fine later; a missing
-                    // container, a bad name or an unsupported listing (501) will not.
-                    if e.is_internal() && e.status != StatusCode::NOT_IMPLEMENTED {
-                        Outcome::Retry(format!("cannot list the container: {}", e.message))
-                    } else {
-                        permanent(e)
-                    }
-                })
+                .map_err(listing_failed)
         }
         Target::Object {
             account,
@@ -300,5 +303,36 @@ async fn run_request(
             "{} of {total} failed; first: {error}",
             progress.failed
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{listing_failed, Outcome};
+    use crate::error::ApiError;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn a_passing_listing_failure_retries_and_a_lasting_one_fails_for_good() {
+        let outcome = |status, message: &str| listing_failed(ApiError::new(status, message));
+        for passing in [
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ] {
+            match outcome(passing, "the index is busy") {
+                Outcome::Retry(m) => assert!(m.contains("the index is busy"), "{m}"),
+                _ => panic!("{passing} must be retried"),
+            }
+        }
+        for lasting in [
+            StatusCode::NOT_FOUND,
+            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_IMPLEMENTED,
+        ] {
+            assert!(
+                matches!(outcome(lasting, "no"), Outcome::Permanent(_)),
+                "{lasting} must fail for good"
+            );
+        }
     }
 }
