@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) config: TieredConfig,
     /// Last reads through this process, for LRU decisions on filesystems mounted `noatime`.
     pub(crate) reads: ReadLog,
+    /// Migrations and recalls of single keys under way.
+    pub(crate) units: Units,
     /// Held for as long as this backend lives: no other process opens the same archive meanwhile.
     _owner: OwnerLock,
 }
@@ -144,6 +146,7 @@ impl TieredBackend {
                 writer: tokio::sync::Mutex::new(()),
                 config,
                 reads: ReadLog::default(),
+                units: Units::default(),
                 _owner: owner,
             }),
         })
@@ -162,6 +165,12 @@ impl TieredBackend {
     /// The cold tier directory.
     pub fn cold_dir(&self) -> &Path {
         self.inner.cold.root()
+    }
+
+    /// How many keys' migrations or recalls are under way, including those whose caller stopped
+    /// waiting: each finishes on its own.
+    pub fn units_running(&self) -> usize {
+        self.inner.units.running()
     }
 
     /// What the tape model did so far (mounts, simulated seconds, reads in order).
@@ -187,13 +196,37 @@ pub(crate) enum Attempt {
     Busy,
 }
 
-/// Runs one key's unit of work (all its steps, with their journal records) as a task of its own, so a
-/// caller that stops waiting (its future dropped) never cuts it between two steps: the catalog, the
-/// disk tier and the cold tier keep agreeing while the process runs.
-pub(crate) async fn run_unit(work: impl Future<Output = Attempt> + Send + 'static) -> Attempt {
-    tokio::spawn(work)
+/// The keys' units of work that are running, counted so that whoever dropped a call can tell when
+/// what it started has finished.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Units(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Units {
+    /// Runs one key's unit of work (all its steps, with their journal records) as a task of its own,
+    /// so a caller that stops waiting (its future dropped) never cuts it between two steps: the
+    /// catalog, the disk tier and the cold tier keep agreeing while the process runs.
+    pub(crate) async fn run(&self, work: impl Future<Output = Attempt> + Send + 'static) -> Attempt {
+        use std::sync::atomic::Ordering;
+        /// Counts the unit out however its task ends.
+        struct Running(Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.0.fetch_add(1, Ordering::SeqCst);
+        let running = Running(Arc::clone(&self.0));
+        tokio::spawn(async move {
+            let _running = running;
+            work.await
+        })
         .await
         .unwrap_or_else(|join| Attempt::Done(Err(Error::backend("tiered", join))))
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The cold tier key of a tape position: one directory per tape, positions zero-padded so that a

@@ -20,7 +20,8 @@
 use crate::catalog::{Entry, Record};
 use crate::crash::{crash_mid_stream, crash_point};
 use crate::error::TieredError;
-use crate::{blocking, cold_key, run_unit, Attempt, Inner};
+use crate::locks::KeyGuard;
+use crate::{blocking, cold_key, Attempt, Inner};
 use archive_core::{ArchiveBackend, Error, Key, KeyOutcome, PutOptions, ReadRange, Result};
 use std::sync::Arc;
 
@@ -55,10 +56,21 @@ impl Inner {
 
     /// One key's migration as a task of its own (see the module header).
     async fn migrate_unit(self: Arc<Self>, key: Key, release: bool) -> Attempt {
-        run_unit(async move {
+        let units = self.units.clone();
+        units.run(async move {
             match self.premigrate_one(&key).await {
-                Ok(Attempt::Done(Ok(()))) if release => Attempt::Done(self.release_one(&key).await),
-                Ok(attempt) => attempt,
+                Ok(Premigrated::Done(held)) if release => {
+                    // The key stays locked from its copy to its release: a recall arriving in
+                    // between waits for the release instead of answering "on disk" just before
+                    // the disk copy goes.
+                    let _guard = match held {
+                        Some(guard) => guard,
+                        None => self.locks.lock(&key).await,
+                    };
+                    Attempt::Done(self.release_locked(&key).await)
+                }
+                Ok(Premigrated::Done(_)) => Attempt::Done(Ok(())),
+                Ok(Premigrated::Busy) => Attempt::Busy,
                 Err(e) => Attempt::Done(Err(e)),
             }
         })
@@ -66,11 +78,11 @@ impl Inner {
     }
 
     /// Makes sure `key` has a durable tape copy (resident -> premigrated; no-op otherwise), or reports
-    /// it busy.
-    async fn premigrate_one(self: &Arc<Self>, key: &Key) -> Result<Attempt> {
-        let done = || Ok(Attempt::Done(Ok(())));
+    /// it busy. A copy made here hands back the key's lock, still held.
+    async fn premigrate_one(self: &Arc<Self>, key: &Key) -> Result<Premigrated<'_>> {
+        let done = |guard| Ok(Premigrated::Done(guard));
         if self.entry(key).is_some() {
-            return done();
+            return done(None);
         }
         let _writer = self.writer.lock().await;
         loop {
@@ -81,11 +93,11 @@ impl Inner {
                 .ok_or_else(|| tapes_full(key))?;
             // Drive before key lock (see `locks`).
             let lease = self.tape.acquire(tape).await;
-            let Some(_guard) = self.locks.try_lock(key) else {
-                return Ok(Attempt::Busy);
+            let Some(guard) = self.locks.try_lock(key) else {
+                return Ok(Premigrated::Busy);
             };
             if self.entry(key).is_some() {
-                return done();
+                return done(Some(guard));
             }
             let source = self.disk.get(key, ReadRange::All).await?;
             let (size, mtime) = (source.status.size, source.status.mtime);
@@ -129,13 +141,15 @@ impl Inner {
             }
             crash_point("migrate:after-journal-copy");
             tracing::debug!(%key, tape, position, size, "premigrated");
-            return done();
+            // The drive is given back here; the key lock goes on to the release, if any.
+            drop(lease);
+            return done(Some(guard));
         }
     }
 
-    /// Releases the disk copy of a premigrated key (-> migrated; no-op when already migrated).
-    async fn release_one(self: &Arc<Self>, key: &Key) -> Result<()> {
-        let _guard = self.locks.lock(key).await;
+    /// Releases the disk copy of a premigrated key (-> migrated; no-op when already migrated). The
+    /// caller holds the key's lock.
+    async fn release_locked(self: &Arc<Self>, key: &Key) -> Result<()> {
         let entry = self.entry(key).ok_or_else(|| Error::NotFound {
             key: key.to_string(),
         })?;
@@ -200,6 +214,14 @@ impl Inner {
         tracing::debug!(%key, "released the disk copy");
         Ok(())
     }
+}
+
+/// What [`Inner::premigrate_one`] did.
+enum Premigrated<'a> {
+    /// The key has a tape copy; the lock is handed back when this call made the copy.
+    Done(Option<KeyGuard<'a>>),
+    /// An upload holds the key: come back to it later.
+    Busy,
 }
 
 fn tapes_full(key: &Key) -> Error {

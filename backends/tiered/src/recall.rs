@@ -15,7 +15,7 @@ use crate::catalog::Record;
 use crate::crash::{crash_mid_stream, crash_point};
 use crate::error::TieredError;
 use crate::tape::DriveLease;
-use crate::{cold_key, run_unit, Attempt, Inner};
+use crate::{cold_key, Attempt, Inner};
 use archive_core::{ArchiveBackend, HsmState, Key, KeyOutcome, PutOptions, ReadRange, Result};
 use std::sync::Arc;
 
@@ -75,7 +75,8 @@ impl Inner {
     /// the right tape); without one, the unit finds a drive itself. Even a key whose data is on disk
     /// is answered under its lock, so that a migration still running on it is waited for.
     async fn recall_unit(self: Arc<Self>, key: Key, held: Option<Arc<DriveLease>>) -> Attempt {
-        run_unit(async move {
+        let units = self.units.clone();
+        units.run(async move {
             let lease = match (self.migrated_tape(&key).await, held) {
                 (Err(e), _) => return Attempt::Done(Err(e)),
                 (Ok(None), _) => None,
