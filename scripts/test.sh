@@ -22,6 +22,15 @@ then
   fail "PostgreSQL is not reachable at $pg_url. Start it (Debian: apt-get install postgresql && pg_ctlcluster 15 main start; database 'test', trust auth for 'postgres' on 127.0.0.1) or set ARCHIVEINTERFACE_TEST_POSTGRES_URL."
 fi
 
+# The Python environment first: the deployment suite uses it, and so may test services the Rust tests
+# start (their doubles and servers).
+venv=${ARCHIVEINTERFACE_TEST_VENV:-$root/.venv}
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv" || fail "could not create a virtualenv: apt-get install python3-venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r post_deployment_tests/requirements.txt
+export ARCHIVEINTERFACE_TEST_VENV=$venv
+
 say "building (once, debug profile: the tests and the server below use the same binaries)"
 cargo build --workspace --all-targets --locked
 
@@ -33,13 +42,6 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 
-say "Python deployment suite against a started server"
-venv=${ARCHIVEINTERFACE_TEST_VENV:-$root/.venv}
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv" || fail "could not create a virtualenv: apt-get install python3-venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r post_deployment_tests/requirements.txt
-
 work=$(mktemp -d)
 server_pid=
 cleanup() {
@@ -47,9 +49,18 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/prefix" "$work/ingest"
-# Two tempauth users of different accounts for the Swift tests (python-swiftclient).
-cat >"$work/server.toml" <<'TOML'
+
+# Starts a server on a fresh prefix with the Swift users below plus `extra_toml`, runs the pytest
+# deployment suite against it, and stops it (a clean SIGTERM shutdown is part of the check).
+# Usage: deployment_suite <name> <large file bytes> <many-files count> <extra TOML> [server flags...]
+deployment_suite() {
+  local name=$1 large=$2 many=$3 extra_toml=$4
+  shift 4
+  say "Python deployment suite against a started server ($name)"
+  local dir="$work/$name"
+  mkdir -p "$dir/prefix" "$dir/ingest"
+  # Two tempauth users of different accounts for the Swift tests (python-swiftclient).
+  cat >"$dir/server.toml" <<TOML
 [swift]
 token_secret = "deployment-suite"
 
@@ -62,25 +73,30 @@ key = "testing"
 account = "other"
 user = "tester2"
 key = "testing2"
+$extra_toml
 TOML
-ARCHIVEINTERFACE_PATCH_SOURCE_DIRS="[\"$work/ingest\"]" \
-  target/debug/archiveinterface -c "$work/server.toml" --prefix "$work/prefix" -a 127.0.0.1 -p 0 2>"$work/server.log" &
-server_pid=$!
-url=
-for _ in $(seq 1 100); do
-  url=$(grep -o 'listening on http://[0-9.:]*' "$work/server.log" | head -n1 | sed 's/listening on //') || true
-  [ -n "$url" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; fail "the server exited at start-up"; }
-  sleep 0.1
-done
-[ -n "$url" ] || { cat "$work/server.log"; fail "the server did not start"; }
-echo "server at $url (prefix $work/prefix)"
-ARCHIVE_URL=$url LARGE_FILE_SIZE=${LARGE_FILE_SIZE:-268435456} MANY_FILES_TEST_COUNT=${MANY_FILES_TEST_COUNT:-1000} \
-  PATCH_SOURCE_DIR="$work/ingest" \
-  SWIFT_AUTH_URL="$url/auth/v1.0" SWIFT_USER=test:tester SWIFT_KEY=testing \
-  SWIFT_OTHER_USER=other:tester2 SWIFT_OTHER_KEY=testing2 \
-  timeout 900 "$venv/bin/python" -m pytest -q post_deployment_tests
-kill -TERM "$server_pid"
-wait "$server_pid" || fail "the server did not shut down cleanly on SIGTERM"
-server_pid=
+  ARCHIVEINTERFACE_PATCH_SOURCE_DIRS="[\"$dir/ingest\"]" \
+    target/debug/archiveinterface -c "$dir/server.toml" --prefix "$dir/prefix" -a 127.0.0.1 -p 0 "$@" 2>"$dir/server.log" &
+  server_pid=$!
+  local url=
+  for _ in $(seq 1 100); do
+    url=$(grep -o 'listening on http://[0-9.:]*' "$dir/server.log" | head -n1 | sed 's/listening on //') || true
+    [ -n "$url" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$dir/server.log"; fail "the $name server exited at start-up"; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { cat "$dir/server.log"; fail "the $name server did not start"; }
+  echo "server at $url (prefix $dir/prefix)"
+  ARCHIVE_URL=$url LARGE_FILE_SIZE=$large MANY_FILES_TEST_COUNT=$many \
+    PATCH_SOURCE_DIR="$dir/ingest" \
+    SWIFT_AUTH_URL="$url/auth/v1.0" SWIFT_USER=test:tester SWIFT_KEY=testing \
+    SWIFT_OTHER_USER=other:tester2 SWIFT_OTHER_KEY=testing2 \
+    timeout 900 "$venv/bin/python" -m pytest -q post_deployment_tests
+  kill -TERM "$server_pid"
+  wait "$server_pid" || fail "the $name server did not shut down cleanly on SIGTERM"
+  server_pid=
+}
+
+deployment_suite posix "${LARGE_FILE_SIZE:-268435456}" "${MANY_FILES_TEST_COUNT:-1000}" ""
+
 say "all tests passed"

@@ -1,0 +1,3 @@
+//! `archive-hpss`: IBM HPSS through its client library, loaded at run time.
+
+#![warn(missing_docs)]
