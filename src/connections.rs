@@ -6,7 +6,7 @@
 //! [`crate::linger`]), so a client still sending gets the answer it was sent.
 
 use crate::config::Config;
-use crate::framing::FirstHeadChecked;
+use crate::framing::FramingChecked;
 use crate::linger::LingeringClose;
 use axum::Router;
 use hyper::server::conn::http1;
@@ -75,7 +75,7 @@ pub async fn serve_connections(
             },
         };
         let connection = http.serve_connection(
-            TokioIo::new(LingeringClose::new(FirstHeadChecked::new(stream))),
+            TokioIo::new(LingeringClose::new(FramingChecked::new(stream))),
             TowerToHyperService::new(router.clone()),
         );
         let mut stop = stop_rx.clone();

@@ -6,7 +6,7 @@
 //!   either format (TOML, or the reference's INI service file).
 //! - [`server`] builds the backend, the router with its middleware, serving with graceful shutdown.
 //! - [`connections`] accepts and serves connections: header-read timeout, half-close, drain deadline.
-//! - [`framing`] refuses requests framed both by Content-Length and Transfer-Encoding.
+//! - [`framing`] checks every request head: framed both by Content-Length and Transfer-Encoding is refused.
 //! - [`linger`] closes connections so a client still sending gets its answer.
 //! - [`telemetry`] sets up logging.
 //! - [`error`] holds the one API error type and its status table.

@@ -251,3 +251,59 @@ fn a_request_with_content_length_and_transfer_encoding_is_refused_at_once() {
     assert!(closed_by_server(&mut s, Duration::from_secs(10)));
     assert!(tree(&prefix).is_empty(), "{:?}", tree(&prefix));
 }
+
+#[test]
+fn a_conflicting_head_later_on_a_kept_alive_connection_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let server = ServerProcess::start(&prefix, &[]);
+    let mut s = connect(&server.addr);
+    // A body that reads like a conflicting head must be stored as it is, not refused.
+    let body = b"GET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    s.write_all(
+        format!(
+            "PUT /1 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.ends_with(std::str::from_utf8(body).unwrap()),
+        "{answer}"
+    );
+    s.write_all(
+        b"PUT /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(closed_by_server(&mut s, Duration::from_secs(10)));
+    assert!(!prefix.join("2").exists());
+}
+
+#[test]
+fn a_chunked_upload_is_stored_and_its_answer_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let server = ServerProcess::start(&prefix, &[]);
+    let mut s = connect(&server.addr);
+    s.write_all(
+        b"PUT /3 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    let answer = read_response(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(closed_by_server(&mut s, Duration::from_secs(10)));
+    assert_eq!(std::fs::read(prefix.join("3")).unwrap(), b"hello");
+}

@@ -205,7 +205,10 @@ impl Units {
     /// Runs one key's unit of work (all its steps, with their journal records) as a task of its own,
     /// so a caller that stops waiting (its future dropped) never cuts it between two steps: the
     /// catalog, the disk tier and the cold tier keep agreeing while the process runs.
-    pub(crate) async fn run(&self, work: impl Future<Output = Attempt> + Send + 'static) -> Attempt {
+    pub(crate) async fn run(
+        &self,
+        work: impl Future<Output = Attempt> + Send + 'static,
+    ) -> Attempt {
         use std::sync::atomic::Ordering;
         /// Counts the unit out however its task ends.
         struct Running(Arc<std::sync::atomic::AtomicUsize>);

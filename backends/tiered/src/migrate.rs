@@ -57,24 +57,25 @@ impl Inner {
     /// One key's migration as a task of its own (see the module header).
     async fn migrate_unit(self: Arc<Self>, key: Key, release: bool) -> Attempt {
         let units = self.units.clone();
-        units.run(async move {
-            match self.premigrate_one(&key).await {
-                Ok(Premigrated::Done(held)) if release => {
-                    // The key stays locked from its copy to its release: a recall arriving in
-                    // between waits for the release instead of answering "on disk" just before
-                    // the disk copy goes.
-                    let _guard = match held {
-                        Some(guard) => guard,
-                        None => self.locks.lock(&key).await,
-                    };
-                    Attempt::Done(self.release_locked(&key).await)
+        units
+            .run(async move {
+                match self.premigrate_one(&key).await {
+                    Ok(Premigrated::Done(held)) if release => {
+                        // The key stays locked from its copy to its release: a recall arriving in
+                        // between waits for the release instead of answering "on disk" just before
+                        // the disk copy goes.
+                        let _guard = match held {
+                            Some(guard) => guard,
+                            None => self.locks.lock(&key).await,
+                        };
+                        Attempt::Done(self.release_locked(&key).await)
+                    }
+                    Ok(Premigrated::Done(_)) => Attempt::Done(Ok(())),
+                    Ok(Premigrated::Busy) => Attempt::Busy,
+                    Err(e) => Attempt::Done(Err(e)),
                 }
-                Ok(Premigrated::Done(_)) => Attempt::Done(Ok(())),
-                Ok(Premigrated::Busy) => Attempt::Busy,
-                Err(e) => Attempt::Done(Err(e)),
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// Makes sure `key` has a durable tape copy (resident -> premigrated; no-op otherwise), or reports

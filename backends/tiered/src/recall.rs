@@ -76,31 +76,32 @@ impl Inner {
     /// is answered under its lock, so that a migration still running on it is waited for.
     async fn recall_unit(self: Arc<Self>, key: Key, held: Option<Arc<DriveLease>>) -> Attempt {
         let units = self.units.clone();
-        units.run(async move {
-            let lease = match (self.migrated_tape(&key).await, held) {
-                (Err(e), _) => return Attempt::Done(Err(e)),
-                (Ok(None), _) => None,
-                (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => Some(lease),
-                // Another tape than the caller's: come back without the caller's drive (waiting for
-                // a second drive while the caller holds one could wait forever).
-                (Ok(Some(_)), Some(_)) => return Attempt::Busy,
-                (Ok(Some(tape)), None) => Some(Arc::new(self.tape.acquire(tape).await)),
-            };
-            // Drive before key lock (see `locks`): only tried.
-            let Some(_guard) = self.locks.try_lock(&key) else {
-                return Attempt::Busy;
-            };
-            // Looked at again under the lock: the key may have changed meanwhile.
-            match (self.migrated_tape(&key).await, lease) {
-                (Err(e), _) => Attempt::Done(Err(e)),
-                (Ok(None), _) => Attempt::Done(Ok(())),
-                (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => {
-                    Attempt::Done(self.recall_one(&lease, &key).await)
+        units
+            .run(async move {
+                let lease = match (self.migrated_tape(&key).await, held) {
+                    (Err(e), _) => return Attempt::Done(Err(e)),
+                    (Ok(None), _) => None,
+                    (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => Some(lease),
+                    // Another tape than the caller's: come back without the caller's drive (waiting for
+                    // a second drive while the caller holds one could wait forever).
+                    (Ok(Some(_)), Some(_)) => return Attempt::Busy,
+                    (Ok(Some(tape)), None) => Some(Arc::new(self.tape.acquire(tape).await)),
+                };
+                // Drive before key lock (see `locks`): only tried.
+                let Some(_guard) = self.locks.try_lock(&key) else {
+                    return Attempt::Busy;
+                };
+                // Looked at again under the lock: the key may have changed meanwhile.
+                match (self.migrated_tape(&key).await, lease) {
+                    (Err(e), _) => Attempt::Done(Err(e)),
+                    (Ok(None), _) => Attempt::Done(Ok(())),
+                    (Ok(Some(tape)), Some(lease)) if lease.tape() == tape => {
+                        Attempt::Done(self.recall_one(&lease, &key).await)
+                    }
+                    (Ok(Some(_)), _) => Attempt::Busy,
                 }
-                (Ok(Some(_)), _) => Attempt::Busy,
-            }
-        })
-        .await
+            })
+            .await
     }
 
     /// Copies the tape copy of migrated `key` to disk and records it (key lock and drive held).

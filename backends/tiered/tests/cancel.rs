@@ -113,7 +113,10 @@ async fn views_agree(b: &TieredBackend, keys: &[Key], what: &str) {
 async fn units_finish(b: &TieredBackend, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while b.units_running() > 0 {
-        assert!(Instant::now() < deadline, "{what}: units of work never finished");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: units of work never finished"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
