@@ -23,6 +23,7 @@ use crate::error::TieredError;
 use crate::locks::KeyGuard;
 use crate::{blocking, cold_key, Attempt, Inner};
 use archive_core::{ArchiveBackend, Error, Key, KeyOutcome, PutOptions, ReadRange, Result};
+use archive_posix::Removal;
 use std::sync::Arc;
 
 impl Inner {
@@ -158,11 +159,12 @@ impl Inner {
             return Ok(());
         }
         let path = self.disk.path_of(key);
-        let tape_copy = self.cold.path_of(&cold_key(entry.tape, entry.position));
+        let tape_key = cold_key(entry.tape, entry.position);
+        let tape_copy = self.cold.path_of(&tape_key);
+        let (disk, cold, key_owned) = (self.disk.clone(), self.cold.clone(), key.clone());
         blocking(move || {
-            use std::os::unix::fs::MetadataExt;
             // The tape copy must be there, whole, before the disk copy goes.
-            match std::fs::metadata(&tape_copy) {
+            match cold.metadata(&tape_key) {
                 Ok(meta) if meta.len() == entry.size => {}
                 Ok(meta) => {
                     return Err(TieredError::Inconsistent(format!(
@@ -183,26 +185,19 @@ impl Inner {
                     .into_core())
                 }
             }
-            match std::fs::symlink_metadata(&path) {
-                // The disk copy must be the one the tape copy was made from.
-                Ok(meta) if meta.ino() != entry.ino => {
-                    return Err(TieredError::Inconsistent(format!(
-                        "the disk copy of {} changed after it was copied to tape; not released",
-                        path.display()
-                    ))
-                    .into_core())
-                }
-                Ok(_) => {}
+            // Only the disk copy the tape copy was made from goes, looked up from the archive's root
+            // handle (never through a symlink), and its directory is synced after.
+            match disk.remove_if_inode(&key_owned, entry.ino) {
+                Ok(Removal::Removed) => Ok(()),
                 // Already gone (an earlier release crashed before recording it).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(TieredError::Io("stat", path, e).into_core()),
+                Ok(Removal::Missing) => Ok(()),
+                Ok(Removal::Replaced) => Err(TieredError::Inconsistent(format!(
+                    "the disk copy of {} changed after it was copied to tape; not released",
+                    path.display()
+                ))
+                .into_core()),
+                Err(e) => Err(TieredError::Io("remove", path, e).into_core()),
             }
-            std::fs::remove_file(&path)
-                .map_err(|e| TieredError::Io("remove", path.clone(), e).into_core())?;
-            let dir = path.parent().expect("keys have a parent");
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| TieredError::Io("sync", dir.to_path_buf(), e).into_core())
         })
         .await?;
         crash_point("migrate:after-unlink");

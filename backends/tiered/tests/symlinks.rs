@@ -1,5 +1,5 @@
 //! The tiered backend keeps the disk tier's symlink policy: a key whose path holds a symlink names no
-//! file, for status as for reads.
+//! file, for status as for reads, and a release never removes a file through one.
 
 mod common;
 
@@ -29,4 +29,24 @@ async fn keys_through_symlinks_are_not_found() {
             "get {k}: {got:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_release_never_removes_a_file_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path(), small_library());
+    put(&b, "d/f", b"kept outside").await;
+    b.premigrate(&[key("d/f")]).await.unwrap()[0]
+        .1
+        .as_ref()
+        .unwrap();
+    // The directory is moved out of the archive and a symlink left in its place: the file behind it
+    // is the very inode that was copied to tape, but it is not in the archive any more.
+    let outside = dir.path().join("outside");
+    std::fs::rename(b.prefix().join("d"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, b.prefix().join("d")).unwrap();
+    for (k, r) in b.migrate(&[key("d/f")]).await.unwrap() {
+        r.unwrap_or_else(|e| panic!("{k}: {e}"));
+    }
+    assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"kept outside");
 }
