@@ -80,9 +80,9 @@ pub(crate) fn repair(
         }
         let cold_path = cold.path_of(&cold_key(entry.tape, entry.position));
         let disk_path = disk.path_of(&key);
-        let disk_meta = std::fs::symlink_metadata(&disk_path)
-            .ok()
-            .filter(|m| m.is_file());
+        // Looked up from the archive's root handle: a copy reachable only through a symlink is not
+        // in the archive.
+        let disk_meta = disk.metadata(&key).ok().filter(|m| m.is_file());
         let cold_ok = std::fs::metadata(&cold_path).is_ok_and(|m| m.len() == entry.size);
         let record = |r: Record| {
             catalog.append(r).map_err(|e| OpenError::Io {
