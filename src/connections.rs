@@ -3,11 +3,13 @@
 //! idle keep-alive connection) is closed and logged; a client that half-closes its side after a
 //! complete request still gets its answer; on shutdown, requests in flight may finish for at most the
 //! drain timeout, then the connections left are closed and logged. Connections close lingering (see
-//! [`crate::linger`]), so a client still sending gets the answer it was sent.
+//! [`crate::linger`]), so a client still sending gets the answer it was sent. Memory a burst of
+//! connections took is given back once the burst has drained (see [`crate::memory`]).
 
 use crate::config::Config;
 use crate::framing::FramingChecked;
 use crate::linger::LingeringClose;
+use crate::memory::{release_free_memory, BurstWatch};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -58,12 +60,20 @@ pub async fn serve_connections(
         .keep_alive(true);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = JoinSet::new();
+    let mut burst = BurstWatch::default();
+    // Looks at the connections now and then even when none arrive, to notice a burst has drained.
+    let mut look = tokio::time::interval(Duration::from_secs(2));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         // Reap finished connections so the set only holds live ones.
         while connections.try_join_next().is_some() {}
+        if burst.drained(connections.len()) {
+            tokio::task::spawn_blocking(release_free_memory);
+        }
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
+            _ = look.tick() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {

@@ -8,6 +8,7 @@
 //! - [`connections`] accepts and serves connections: header-read timeout, half-close, drain deadline.
 //! - [`framing`] checks every request head: framed both by Content-Length and Transfer-Encoding is refused.
 //! - [`linger`] closes connections so a client still sending gets its answer.
+//! - [`memory`] gives the memory a burst of connections took back to the operating system.
 //! - [`telemetry`] sets up logging.
 //! - [`error`] holds the one API error type and its status table.
 //! - [`pacifica`] serves the `/{id}` files API.
@@ -27,6 +28,7 @@ pub mod framing;
 pub mod hlm;
 pub mod hsm;
 pub mod linger;
+pub mod memory;
 pub mod metrics;
 pub mod name_check;
 pub mod pacifica;

@@ -307,3 +307,55 @@ fn a_chunked_upload_is_stored_and_its_answer_closes_the_connection() {
     assert!(closed_by_server(&mut s, Duration::from_secs(10)));
     assert_eq!(std::fs::read(prefix.join("3")).unwrap(), b"hello");
 }
+
+#[test]
+fn memory_taken_by_a_storm_of_idle_connections_is_given_back() {
+    const STORM: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("archive");
+    let server = ServerProcess::start(&prefix, &[]);
+    // Warm up: the first requests allocate what every later one reuses.
+    for _ in 0..3 {
+        let mut s = connect(&server.addr);
+        s.write_all(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        read_response(&mut s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let before = server.anon_rss_kib();
+    // Each connection sends part of a head and waits: buffers allocated, nothing to answer yet.
+    let storm: Vec<TcpStream> = (0..STORM)
+        .map(|i| {
+            let mut s = connect(&server.addr);
+            s.write_all(
+                format!(
+                    "GET /{i} HTTP/1.1\r\nHost: x\r\nX-Padding: {}\r\n",
+                    "a".repeat(2000)
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let during = server.anon_rss_kib();
+    drop(storm);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = server.anon_rss_kib();
+        if now < before + 8 * 1024 || Instant::now() > deadline {
+            break now;
+        }
+    };
+    eprintln!("anonymous RSS before {before} KiB, with {STORM} connections {during} KiB, after {after} KiB");
+    assert!(
+        during > before + 4 * 1024,
+        "the storm took no memory ({before} -> {during} KiB): the test measures nothing"
+    );
+    assert!(
+        after < before + 8 * 1024,
+        "anonymous RSS {before} KiB before, {during} KiB with {STORM} connections, still {after} KiB after they closed"
+    );
+}
