@@ -19,6 +19,8 @@ pub enum BackendType {
     Posix,
     /// The built-in HSM: disk tier under `prefix`, a cold tier and a tape model (`[tiered]`).
     Tiered,
+    /// IBM HPSS through its client library; `prefix` is a path in the HPSS name space (`[hpss]`).
+    Hpss,
 }
 
 /// Log output format.
@@ -73,9 +75,9 @@ pub struct Config {
     pub hlm: HlmConfig,
     /// The tiered backend's cold tier and tape model (`[tiered]`, used with `type = "tiered"`).
     pub tiered: archive_tiered::TieredConfig,
-    /// `[hpss]` (the reference's `user`, `auth`, `sitename`, `accept_latency`): read from either file
-    /// format and kept as given for the HPSS backend, which is not available yet.
-    pub hpss: figment::value::Dict,
+    /// The HPSS backend (`[hpss]`: `library`, and the reference's `user`, `auth`, `sitename`,
+    /// `accept_latency`), used with `type = "hpss"`.
+    pub hpss: archive_hpss::HpssConfig,
     /// `[hsm_sideband]` (the reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`,
     /// `port`): kept as given for the Oracle HSM sideband backend, which is not available yet.
     pub hsm_sideband: figment::value::Dict,
@@ -83,7 +85,7 @@ pub struct Config {
 
 /// Backend types of the reference that are recognised but not available yet, with the section that
 /// keeps their settings.
-const NOT_YET_AVAILABLE: [(&str, &str); 2] = [("hpss", "hpss"), ("hsmsideband", "hsm_sideband")];
+const NOT_YET_AVAILABLE: [(&str, &str); 1] = [("hsmsideband", "hsm_sideband")];
 
 /// `[hlm]`: the SwiftHLM API, the persistent request queue and the dispatcher.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -249,7 +251,7 @@ impl Default for Config {
             hsm: HsmConfig::default(),
             hlm: HlmConfig::default(),
             tiered: archive_tiered::TieredConfig::default(),
-            hpss: figment::value::Dict::new(),
+            hpss: archive_hpss::HpssConfig::default(),
             hsm_sideband: figment::value::Dict::new(),
         }
     }
@@ -336,7 +338,7 @@ impl Config {
             if let Some((_, section)) = NOT_YET_AVAILABLE.iter().find(|(name, _)| *name == kind) {
                 return Err(ConfigError(format!(
                     "key `type` = {kind:?}: the {kind} backend is not available yet (available: \
-                     posix, tiered); its [{section}] settings are read and kept for it"
+                     posix, tiered, hpss); its [{section}] settings are read and kept for it"
                 )));
             }
         }
@@ -416,6 +418,9 @@ impl Config {
         }
         if let Err(e) = self.tiered.validate() {
             return Err(ConfigError(e.to_string()));
+        }
+        if let Err(e) = self.hpss.validate() {
+            return Err(ConfigError(e));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());
@@ -545,8 +550,8 @@ mod tests {
             let ini = Some(Path::new("config.ini"));
             let (c, warnings) = Config::load_with_warnings(ini, &FlagOverrides::default()).unwrap();
             assert!(c.use_id2filename);
-            assert_eq!(c.hpss["user"].as_str(), Some("hpss.unix"));
-            assert_eq!(c.hpss["accept_latency"].to_i128(), Some(7));
+            assert_eq!(c.hpss.user, "hpss.unix");
+            assert_eq!(c.hpss.accept_latency_secs, 7);
             assert_eq!(c.hsm_sideband["port"].to_u128(), Some(3306));
             assert_eq!(warnings.len(), 1, "{warnings:?}");
             assert!(warnings[0].contains("[extra]"), "{warnings:?}");
@@ -555,7 +560,7 @@ mod tests {
             jail.set_env("ARCHIVEINTERFACE_HPSS__SITENAME", "site.example");
             let c = load(ini.and_then(Path::to_str), FlagOverrides::default()).unwrap();
             assert!(!c.use_id2filename);
-            assert_eq!(c.hpss["sitename"].as_str(), Some("site.example"));
+            assert_eq!(c.hpss.sitename, "site.example");
             Ok(())
         });
     }
@@ -567,11 +572,7 @@ mod tests {
                 backend: Some("hpss".into()),
                 ..Default::default()
             };
-            let err = load(None, flags).unwrap_err();
-            assert!(
-                err.contains("hpss backend is not available yet") && err.contains("[hpss]"),
-                "{err}"
-            );
+            assert_eq!(load(None, flags).unwrap().backend, BackendType::Hpss);
             jail.set_env("PAI_BACKEND_TYPE", "hsmsideband");
             let err = load(None, FlagOverrides::default()).unwrap_err();
             assert!(

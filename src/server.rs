@@ -74,13 +74,24 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
     let name = match config.backend {
         BackendType::Posix => "posix",
         BackendType::Tiered => "tiered",
+        BackendType::Hpss => "hpss",
     };
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Backend {
         backend: name,
         prefix: config.prefix.display().to_string(),
         source,
     };
+    // The HPSS name space is not a local directory: no partial-file sweep there (its temporary
+    // names are skipped by listings and named by the README).
     let (opened, root) = match config.backend {
+        BackendType::Hpss => {
+            let backend = archive_hpss::HpssBackend::open(&config.prefix, config.hpss.clone())
+                .map_err(fail)?;
+            return Ok(OpenedBackend {
+                backend: Arc::new(backend),
+                tiered: None,
+            });
+        }
         BackendType::Posix => {
             let backend =
                 archive_posix::PosixBackend::new(&config.prefix).map_err(|e| fail(e.into()))?;

@@ -16,7 +16,9 @@ pub fn scheduler_config(config: &Config) -> RecallSchedulerConfig {
     let drives = match config.backend {
         BackendType::Tiered => config.tiered.drives,
         // A backend that cannot tell its drives gets one batch at a time.
-        BackendType::Posix => 1,
+        // HPSS: one cartridge's stages at a time, in position order, so the order the scheduler
+        // chose is the order HPSS receives.
+        BackendType::Posix | BackendType::Hpss => 1,
     };
     RecallSchedulerConfig {
         drives,
