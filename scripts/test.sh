@@ -31,6 +31,9 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r post_deployment_tests/requirements.txt
 export ARCHIVEINTERFACE_TEST_VENV=$venv
 
+say "building the HPSS test double (a libhpss.so over a local directory)"
+backends/hpss/double/build.sh "$root/target"
+
 say "building (once, debug profile: the tests and the server below use the same binaries)"
 cargo build --workspace --all-targets --locked
 
@@ -98,5 +101,18 @@ TOML
 }
 
 deployment_suite posix "${LARGE_FILE_SIZE:-268435456}" "${MANY_FILES_TEST_COUNT:-1000}" ""
+
+# HPSS through its C test double: the double's state and keytab live next to the prefix.
+mkdir -p "$work/hpss-double"
+echo "test keytab" >"$work/hpss-double/keytab"
+HPSS_DOUBLE_DIR="$work/hpss-double" deployment_suite hpss 33554432 200 "
+[hpss]
+library = \"$root/target/hpss-double/libhpss.so\"
+auth = \"$work/hpss-double/keytab\"
+sitename = \"test.site\"
+stage_poll_ms = 50
+[hlm]
+queue_url = \"sqlite://$work/hpss-queue.db\"
+" -t hpss --use-id2filename
 
 say "all tests passed"

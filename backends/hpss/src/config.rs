@@ -18,7 +18,9 @@ pub struct HpssConfig {
     pub sitename: String,
     /// A core server further than this many seconds off (latency plus clock skew, measured as the
     /// reference does) answers 503.
-    #[serde(alias = "accept_latency")]
+    // Not written out with the defaults: the reference's `accept_latency` from an INI file must not
+    // meet a default `accept_latency_secs` as a duplicate when the sources are merged.
+    #[serde(alias = "accept_latency", skip_serializing)]
     pub accept_latency_secs: u64,
     /// Milliseconds between two polls of a running stage.
     pub stage_poll_ms: u64,
