@@ -2,7 +2,8 @@
 //! client library (`backends/hpss/double/build.sh` builds it): HEAD with the five-tuple and media,
 //! GET of a migrated file waiting for its stage, POST stage, byte ranges, the core-server latency
 //! limit, injected C errors as clear HTTP errors, start-up refused for a missing library or entry
-//! point, and stages of files on three cartridges issued grouped per cartridge in position order.
+//! point, stages of files on three cartridges issued grouped per cartridge in position order, and
+//! the SwiftHLM flow (migrate, status, recall, read; a disk-only class of service refused).
 //! Files are migrated through the same backend and double in the test process.
 
 mod common;
@@ -72,6 +73,10 @@ impl Site {
     }
 
     fn start(&self) -> ServerProcess {
+        self.start_with_args(&[])
+    }
+
+    fn start_with_args(&self, extra: &[&str]) -> ServerProcess {
         let mut command = Command::new(binary());
         command
             .env("HPSS_DOUBLE_DIR", self.double())
@@ -81,7 +86,9 @@ impl Site {
             .env("ARCHIVEINTERFACE_HPSS__STAGE_POLL_MS", "20")
             .env("ARCHIVEINTERFACE_HSM__BATCH_WINDOW_SECS", "0.5")
             .env("ARCHIVEINTERFACE_HLM__QUEUE_URL", format!("sqlite://{}/queue.db", self.dir.path().display()));
-        ServerProcess::start_with(command, &self.prefix(), &["-t", "hpss", "--use-id2filename"])
+        let mut args = vec!["-t", "hpss", "--use-id2filename"];
+        args.extend_from_slice(extra);
+        ServerProcess::start_with(command, &self.prefix(), &args)
     }
 
     async fn migrate(&self, ids: &[i128]) {
@@ -254,4 +261,94 @@ async fn batch_stages_go_grouped_per_cartridge_in_position_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_stages_go_grouped_per_cartridge_in_position_order() {
     stages_go_grouped_per_cartridge("libhpss-nobatch.so").await;
+}
+
+async fn swift_token(http: &reqwest::Client, url: &str) -> String {
+    let r = http
+        .get(format!("{url}/auth/v1.0"))
+        .header("X-Auth-User", "test:tester")
+        .header("X-Auth-Key", "testing")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    r.headers()["x-auth-token"].to_str().unwrap().to_string()
+}
+
+async fn wait_for_state(http: &reqwest::Client, url: &str, token: &str, object: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .get(format!("{url}/hlm/v1/status{object}"))
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = r.json().await.unwrap();
+        if body[object] == state {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{object} never became {state}: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swifthlm_migrate_status_recall_and_read() {
+    let site = Site::new("libhpss.so", "stage_ms 200\n");
+    let config = site.dir.path().join("swift.toml");
+    std::fs::write(
+        &config,
+        "[hlm]\npoll_interval_ms = 50\nbackoff_base_secs = 1\nbackoff_max_secs = 1\nmax_attempts = 1\n\
+         [[swift.users]]\naccount = \"test\"\nuser = \"tester\"\nkey = \"testing\"\n",
+    )
+    .unwrap();
+    let server = site.start_with_args(&["-c", config.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let token = swift_token(&http, &server.url).await;
+    let send = |method: reqwest::Method, path: &str, body: Vec<u8>| {
+        http.request(method, format!("{}{path}", server.url))
+            .header("X-Auth-Token", &token)
+            .body(body)
+            .send()
+    };
+    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont", vec![]).await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let data = b"object on tape".to_vec();
+    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont/obj", data.clone()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/obj", "resident").await;
+
+    let r = send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/cont/obj", vec![]).await.unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/obj", "migrated").await;
+    let r = send(reqwest::Method::GET, "/v1/AUTH_test/cont/obj", vec![]).await.unwrap();
+    assert_eq!(r.status(), 412);
+
+    let r = send(reqwest::Method::POST, "/hlm/v1/recall/AUTH_test/cont/obj", vec![]).await.unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/obj", "premigrated").await;
+    let r = send(reqwest::Method::GET, "/v1/AUTH_test/cont/obj", vec![]).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+
+    // A class of service without a tape level: the migrate request fails, saying why.
+    site.control("cos disk\n");
+    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont/disk", b"disk only".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let r = send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/cont/disk", vec![]).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = send(reqwest::Method::GET, "/hlm/v1/requests/AUTH_test/cont/disk?format=json", vec![])
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        if text.contains("without a tape level") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the refused migration was never reported: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/disk", "resident").await;
 }
