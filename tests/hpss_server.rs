@@ -16,7 +16,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn double_library(variant: &str) -> PathBuf {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/hpss-double").join(variant);
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/hpss-double")
+        .join(variant);
     assert!(
         lib.is_file(),
         "the HPSS test double {} is missing: build it with backends/hpss/double/build.sh (scripts/test.sh does)",
@@ -85,7 +87,10 @@ impl Site {
             .env("ARCHIVEINTERFACE_HPSS__SITENAME", "test.site")
             .env("ARCHIVEINTERFACE_HPSS__STAGE_POLL_MS", "20")
             .env("ARCHIVEINTERFACE_HSM__BATCH_WINDOW_SECS", "0.5")
-            .env("ARCHIVEINTERFACE_HLM__QUEUE_URL", format!("sqlite://{}/queue.db", self.dir.path().display()));
+            .env(
+                "ARCHIVEINTERFACE_HLM__QUEUE_URL",
+                format!("sqlite://{}/queue.db", self.dir.path().display()),
+            );
         let mut args = vec!["-t", "hpss", "--use-id2filename"];
         args.extend_from_slice(extra);
         ServerProcess::start_with(command, &self.prefix(), &args)
@@ -93,10 +98,14 @@ impl Site {
 
     async fn migrate(&self, ids: &[i128]) {
         let (prefix, config) = (self.prefix(), self.config());
-        let backend = tokio::task::spawn_blocking(move || HpssBackend::open(&prefix, config).unwrap())
-            .await
-            .unwrap();
-        let keys: Vec<Key> = ids.iter().map(|&id| Key::new(id2filename(id).trim_start_matches('/')).unwrap()).collect();
+        let backend =
+            tokio::task::spawn_blocking(move || HpssBackend::open(&prefix, config).unwrap())
+                .await
+                .unwrap();
+        let keys: Vec<Key> = ids
+            .iter()
+            .map(|&id| Key::new(id2filename(id).trim_start_matches('/')).unwrap())
+            .collect();
         for (key, outcome) in backend.migrate(&keys).await.unwrap() {
             outcome.unwrap_or_else(|e| panic!("migrate {key}: {e}"));
         }
@@ -104,13 +113,19 @@ impl Site {
 }
 
 fn h(r: &reqwest::Response, name: &str) -> String {
-    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 async fn head(http: &reqwest::Client, url: &str) -> (String, String) {
     let r = http.head(url).send().await.unwrap();
     assert_eq!(r.status(), 204, "{url}");
-    (h(&r, "x-pacifica-file-storage-media"), h(&r, "x-pacifica-bytes-per-level"))
+    (
+        h(&r, "x-pacifica-file-storage-media"),
+        h(&r, "x-pacifica-bytes-per-level"),
+    )
 }
 
 async fn put(http: &reqwest::Client, url: &str, body: Vec<u8>) {
@@ -126,17 +141,29 @@ async fn head_get_stage_and_ranges_of_migrated_files() {
     let url = format!("{}/100", server.url);
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     put(&http, &url, data.clone()).await;
-    assert_eq!(head(&http, &url).await, ("disk".into(), "(200000, 0, 0, 0, 0)".into()));
+    assert_eq!(
+        head(&http, &url).await,
+        ("disk".into(), "(200000, 0, 0, 0, 0)".into())
+    );
 
     site.migrate(&[100]).await;
-    assert_eq!(head(&http, &url).await, ("tape".into(), "(0, 200000, 0, 0, 0)".into()));
+    assert_eq!(
+        head(&http, &url).await,
+        ("tape".into(), "(0, 200000, 0, 0, 0)".into())
+    );
     // GET of a migrated file waits for the stage and returns the exact bytes.
     let started = Instant::now();
     let r = http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap() == data, "content differs");
-    assert!(started.elapsed() >= Duration::from_millis(300), "no stage happened");
-    assert_eq!(head(&http, &url).await, ("disk".into(), "(200000, 200000, 0, 0, 0)".into()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "no stage happened"
+    );
+    assert_eq!(
+        head(&http, &url).await,
+        ("disk".into(), "(200000, 200000, 0, 0, 0)".into())
+    );
 
     // POST stage answers at once; a file halfway back is reported, never a 500; then it is on disk.
     site.migrate(&[100]).await;
@@ -150,15 +177,27 @@ async fn head_get_stage_and_ranges_of_migrated_files() {
             break;
         }
         assert_eq!(media, "tape");
-        assert!(Instant::now() < deadline, "the stage never finished: {levels}");
+        assert!(
+            Instant::now() < deadline,
+            "the stage never finished: {levels}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Byte ranges seek correctly.
-    let r = http.get(&url).header("Range", "bytes=70000-70009").send().await.unwrap();
+    let r = http
+        .get(&url)
+        .header("Range", "bytes=70000-70009")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[70000..70010]);
-    let r = http.get(format!("{url}?byte_range=5-9")).send().await.unwrap();
+    let r = http
+        .get(format!("{url}?byte_range=5-9"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), &data[5..9]);
 
     // A core server whose clock is 10 s off: 503 with the reference's message.
@@ -177,10 +216,22 @@ async fn head_get_stage_and_ranges_of_migrated_files() {
     let text = r.text().await.unwrap();
     assert!(text.contains("hpss_Open") && text.contains("-5"), "{text}");
     site.control("fail hpss_Write -28\n");
-    let r = http.put(format!("{}/101", server.url)).body(vec![7u8; 5000]).send().await.unwrap();
+    let r = http
+        .put(format!("{}/101", server.url))
+        .body(vec![7u8; 5000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 507, "{}", r.text().await.unwrap());
     site.control("");
-    assert_eq!(http.head(format!("{}/101", server.url)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        http.head(format!("{}/101", server.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let leftovers: Vec<_> = common::server::tree(&site.prefix())
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".aihpss-"))
@@ -197,7 +248,10 @@ fn start_up_names_a_missing_library_or_entry_point() {
     let double = dir.path().to_str().unwrap();
     let err = refuse_to_start(
         &["-t", "hpss"],
-        &[("ARCHIVEINTERFACE_HPSS__LIBRARY", "/nonexistent/libhpss.so"), ("HPSS_DOUBLE_DIR", double)],
+        &[
+            ("ARCHIVEINTERFACE_HPSS__LIBRARY", "/nonexistent/libhpss.so"),
+            ("HPSS_DOUBLE_DIR", double),
+        ],
     );
     assert!(err.contains("/nonexistent/libhpss.so"), "{err}");
     let norename = double_library("libhpss-norename.so");
@@ -224,20 +278,34 @@ async fn stages_go_grouped_per_cartridge(variant: &str) {
     }
     site.migrate(&ids).await;
     for id in [5, 1, 9, 2, 7, 3, 8, 4, 6] {
-        let r = http.post(format!("{}/{id}", server.url)).send().await.unwrap();
+        let r = http
+            .post(format!("{}/{id}", server.url))
+            .send()
+            .await
+            .unwrap();
         assert!(r.status().is_success());
     }
     for &id in &ids {
-        let r = http.get(format!("{}/{id}", server.url)).send().await.unwrap();
+        let r = http
+            .get(format!("{}/{id}", server.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(r.bytes().await.unwrap().as_ref(), vec![id as u8; 1000].as_slice());
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            vec![id as u8; 1000].as_slice()
+        );
     }
     let log = std::fs::read_to_string(site.double().join("stage.log")).unwrap();
     let stages: Vec<(String, u64)> = log
         .lines()
         .map(|l| {
             let mut f = l.split(' ');
-            (f.next().unwrap().to_string(), f.next().unwrap().parse().unwrap())
+            (
+                f.next().unwrap().to_string(),
+                f.next().unwrap().parse().unwrap(),
+            )
         })
         .collect();
     assert_eq!(stages.len(), 9, "one stage per file:\n{log}");
@@ -246,7 +314,10 @@ async fn stages_go_grouped_per_cartridge(variant: &str) {
         if i > 0 && stages[i - 1].0 == *cartridge {
             assert!(stages[i - 1].1 < *position, "out of position order:\n{log}");
         } else {
-            assert!(!seen.contains(&cartridge.as_str()), "cartridge visited twice:\n{log}");
+            assert!(
+                !seen.contains(&cartridge.as_str()),
+                "cartridge visited twice:\n{log}"
+            );
             seen.push(cartridge);
         }
     }
@@ -288,7 +359,10 @@ async fn wait_for_state(http: &reqwest::Client, url: &str, token: &str, object: 
         if body[object] == state {
             return;
         }
-        assert!(Instant::now() < deadline, "{object} never became {state}: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "{object} never became {state}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -312,43 +386,110 @@ async fn swifthlm_migrate_status_recall_and_read() {
             .body(body)
             .send()
     };
-    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont", vec![]).await.unwrap();
+    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont", vec![])
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.status());
     let data = b"object on tape".to_vec();
-    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont/obj", data.clone()).await.unwrap();
+    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont/obj", data.clone())
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/obj", "resident").await;
+    wait_for_state(
+        &http,
+        &server.url,
+        &token,
+        "/AUTH_test/cont/obj",
+        "resident",
+    )
+    .await;
 
-    let r = send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/cont/obj", vec![]).await.unwrap();
+    let r = send(
+        reqwest::Method::POST,
+        "/hlm/v1/migrate/AUTH_test/cont/obj",
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 202);
-    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/obj", "migrated").await;
-    let r = send(reqwest::Method::GET, "/v1/AUTH_test/cont/obj", vec![]).await.unwrap();
+    wait_for_state(
+        &http,
+        &server.url,
+        &token,
+        "/AUTH_test/cont/obj",
+        "migrated",
+    )
+    .await;
+    let r = send(reqwest::Method::GET, "/v1/AUTH_test/cont/obj", vec![])
+        .await
+        .unwrap();
     assert_eq!(r.status(), 412);
 
-    let r = send(reqwest::Method::POST, "/hlm/v1/recall/AUTH_test/cont/obj", vec![]).await.unwrap();
+    let r = send(
+        reqwest::Method::POST,
+        "/hlm/v1/recall/AUTH_test/cont/obj",
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 202);
-    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/obj", "premigrated").await;
-    let r = send(reqwest::Method::GET, "/v1/AUTH_test/cont/obj", vec![]).await.unwrap();
+    wait_for_state(
+        &http,
+        &server.url,
+        &token,
+        "/AUTH_test/cont/obj",
+        "premigrated",
+    )
+    .await;
+    let r = send(reqwest::Method::GET, "/v1/AUTH_test/cont/obj", vec![])
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
 
     // A class of service without a tape level: the migrate request fails, saying why.
     site.control("cos disk\n");
-    let r = send(reqwest::Method::PUT, "/v1/AUTH_test/cont/disk", b"disk only".to_vec()).await.unwrap();
+    let r = send(
+        reqwest::Method::PUT,
+        "/v1/AUTH_test/cont/disk",
+        b"disk only".to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 201);
-    let r = send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/cont/disk", vec![]).await.unwrap();
+    let r = send(
+        reqwest::Method::POST,
+        "/hlm/v1/migrate/AUTH_test/cont/disk",
+        vec![],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 202);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = send(reqwest::Method::GET, "/hlm/v1/requests/AUTH_test/cont/disk?format=json", vec![])
-            .await
-            .unwrap();
+        let r = send(
+            reqwest::Method::GET,
+            "/hlm/v1/requests/AUTH_test/cont/disk?format=json",
+            vec![],
+        )
+        .await
+        .unwrap();
         let text = r.text().await.unwrap();
         if text.contains("without a tape level") {
             break;
         }
-        assert!(Instant::now() < deadline, "the refused migration was never reported: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "the refused migration was never reported: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_for_state(&http, &server.url, &token, "/AUTH_test/cont/disk", "resident").await;
+    wait_for_state(
+        &http,
+        &server.url,
+        &token,
+        "/AUTH_test/cont/disk",
+        "resident",
+    )
+    .await;
 }

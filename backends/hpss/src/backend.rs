@@ -35,7 +35,10 @@ pub(crate) struct Inner {
 impl HpssBackend {
     /// Loads the client library (every entry point resolved), logs in, and makes the prefix.
     /// Blocking. Fails naming the library, the missing entry point or the login error.
-    pub fn open(prefix: &Path, config: HpssConfig) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    pub fn open(
+        prefix: &Path,
+        config: HpssConfig,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         config.validate()?;
         let client = HpssClient::connect(&config)?;
         let root = prefix.display().to_string();
@@ -126,14 +129,20 @@ impl Inner {
             };
             let names = match self.client.read_dir(&dir) {
                 Ok(n) => n,
-                Err(e) if e.rc() == Some(-libc::ENOENT) || e.rc() == Some(-libc::ENOTDIR) => continue,
+                Err(e) if e.rc() == Some(-libc::ENOENT) || e.rc() == Some(-libc::ENOTDIR) => {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             for name in names {
                 if name.starts_with(crate::TEMP_PREFIX) {
                     continue;
                 }
-                let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                let key = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
                 let path = format!("{dir}/{}", key.rsplit('/').next().unwrap_or(&key));
                 let st = match self.client.lstat(&path) {
                     Ok(st) => st,
@@ -141,7 +150,10 @@ impl Inner {
                     Err(e) => return Err(e),
                 };
                 if st.is_dir != 0 {
-                    if prefix.starts_with(&format!("{key}/")) || key.starts_with(prefix) || prefix.is_empty() {
+                    if prefix.starts_with(&format!("{key}/"))
+                        || key.starts_with(prefix)
+                        || prefix.is_empty()
+                    {
                         stack.push(key);
                     }
                 } else if st.mode & libc::S_IFMT == libc::S_IFREG && key.starts_with(prefix) {
@@ -212,7 +224,11 @@ impl<'a> CommitGuard<'a> {
 
 impl Drop for CommitGuard<'_> {
     fn drop(&mut self) {
-        let mut set = self.inner.committing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = self
+            .inner
+            .committing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         set.remove(&self.target);
     }
 }
@@ -230,7 +246,12 @@ impl ArchiveBackend for HpssBackend {
         }
     }
 
-    async fn put(&self, key: &Key, body: ByteStream, options: PutOptions) -> archive_core::Result<PutOutcome> {
+    async fn put(
+        &self,
+        key: &Key,
+        body: ByteStream,
+        options: PutOptions,
+    ) -> archive_core::Result<PutOutcome> {
         crate::write::put(Arc::clone(&self.inner), key, body, options).await
     }
 
@@ -257,7 +278,13 @@ impl ArchiveBackend for HpssBackend {
                 i.client.check_latency()?;
                 Ok(keys_owned
                     .iter()
-                    .map(|k| (k.clone(), i.status_of(&i.path_of(k)).map_err(|e| e.into_core(k.as_str()))))
+                    .map(|k| {
+                        (
+                            k.clone(),
+                            i.status_of(&i.path_of(k))
+                                .map_err(|e| e.into_core(k.as_str())),
+                        )
+                    })
                     .collect::<Vec<_>>())
             })
             .await;
@@ -308,7 +335,9 @@ impl ArchiveBackend for HpssBackend {
             })
             .await
             .map_err(|e| match e.rc().map(|rc| -rc) {
-                Some(libc::ENOENT) if !shown.is_empty() => archive_core::Error::NotFound { key: key.to_string() },
+                Some(libc::ENOENT) if !shown.is_empty() => archive_core::Error::NotFound {
+                    key: key.to_string(),
+                },
                 _ => e.into_core(key.as_str()),
             })
     }
@@ -366,6 +395,9 @@ impl ArchiveBackend for HpssBackend {
 
     async fn recall(&self, keys: &[Key]) -> archive_core::Result<Vec<KeyOutcome<()>>> {
         let keys = keys.to_vec();
-        self.inner.blocking(move |i| Ok(crate::stage::recall(i, &keys))).await.map_err(|e| e.into_core(""))
+        self.inner
+            .blocking(move |i| Ok(crate::stage::recall(i, &keys)))
+            .await
+            .map_err(|e| e.into_core(""))
     }
 }

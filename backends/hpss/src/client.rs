@@ -75,7 +75,11 @@ impl HpssClient {
 
     pub(crate) fn lstat(&self, path: &str) -> Result<RawStat, Error> {
         let mut out = RawStat::default();
-        self.check("hpss_Lstat", path, self.lib.lstat(&cstring(path)?, &mut out).into())?;
+        self.check(
+            "hpss_Lstat",
+            path,
+            self.lib.lstat(&cstring(path)?, &mut out).into(),
+        )?;
         Ok(out)
     }
 
@@ -89,12 +93,17 @@ impl HpssClient {
     }
 
     pub(crate) fn open(&self, path: &str, oflag: i32, mode: u32) -> Result<i32, Error> {
-        let fd = self.check("hpss_Open", path, self.lib.open(&cstring(path)?, oflag, mode).into())?;
+        let fd = self.check(
+            "hpss_Open",
+            path,
+            self.lib.open(&cstring(path)?, oflag, mode).into(),
+        )?;
         Ok(fd as i32)
     }
 
     pub(crate) fn close(&self, fd: i32, path: &str) -> Result<(), Error> {
-        self.check("hpss_Close", path, self.lib.close(fd).into()).map(drop)
+        self.check("hpss_Close", path, self.lib.close(fd).into())
+            .map(drop)
     }
 
     pub(crate) fn read(&self, fd: i32, path: &str, buf: &mut [u8]) -> Result<usize, Error> {
@@ -129,24 +138,37 @@ impl HpssClient {
     }
 
     pub(crate) fn fsync(&self, fd: i32, path: &str) -> Result<(), Error> {
-        self.check("hpss_Fsync", path, self.lib.fsync(fd).into()).map(drop)
+        self.check("hpss_Fsync", path, self.lib.fsync(fd).into())
+            .map(drop)
     }
 
     pub(crate) fn utime(&self, path: &str, mtime: i64) -> Result<(), Error> {
-        self.check("hpss_Utime", path, self.lib.utime(&cstring(path)?, mtime).into()).map(drop)
+        self.check(
+            "hpss_Utime",
+            path,
+            self.lib.utime(&cstring(path)?, mtime).into(),
+        )
+        .map(drop)
     }
 
     pub(crate) fn chmod(&self, path: &str, mode: u32) -> Result<(), Error> {
-        self.check("hpss_Chmod", path, self.lib.chmod(&cstring(path)?, mode).into()).map(drop)
+        self.check(
+            "hpss_Chmod",
+            path,
+            self.lib.chmod(&cstring(path)?, mode).into(),
+        )
+        .map(drop)
     }
 
     pub(crate) fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
         let rc = self.lib.rename(&cstring(from)?, &cstring(to)?);
-        self.check("hpss_Rename", &format!("{from} -> {to}"), rc.into()).map(drop)
+        self.check("hpss_Rename", &format!("{from} -> {to}"), rc.into())
+            .map(drop)
     }
 
     pub(crate) fn unlink(&self, path: &str) -> Result<(), Error> {
-        self.check("hpss_Unlink", path, self.lib.unlink(&cstring(path)?).into()).map(drop)
+        self.check("hpss_Unlink", path, self.lib.unlink(&cstring(path)?).into())
+            .map(drop)
     }
 
     /// `mkdir -p`: each missing directory of `dir` is made (0755); an existing one must be a directory.
@@ -178,7 +200,8 @@ impl HpssClient {
 
     /// Names in `dir` (without `.` and `..`).
     pub(crate) fn read_dir(&self, dir: &str) -> Result<Vec<String>, Error> {
-        let handle = self.check("hpss_Opendir", dir, self.lib.opendir(&cstring(dir)?).into())? as i32;
+        let handle =
+            self.check("hpss_Opendir", dir, self.lib.opendir(&cstring(dir)?).into())? as i32;
         let mut names = Vec::new();
         let mut buf = vec![0u8; 4096];
         let result = loop {

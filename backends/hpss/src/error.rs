@@ -21,7 +21,11 @@ pub(crate) enum Error {
     #[error("The archive core server is slow to respond Latency is: {secs} second(s)")]
     Latency { secs: f64 },
     #[error("Short write for hpss file {path}: {written} of {len} bytes")]
-    ShortWrite { path: String, written: i64, len: usize },
+    ShortWrite {
+        path: String,
+        written: i64,
+        len: usize,
+    },
     #[error("{path}: {why}")]
     Other { path: String, why: String },
 }
@@ -60,12 +64,13 @@ impl Error {
             Some(libc::EEXIST) => E::AlreadyExists { key: key.into() },
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => E::InsufficientStorage(self.to_string()),
             Some(libc::ENAMETOOLONG) => E::InvalidArgument(self.to_string()),
-            Some(libc::EBUSY) | Some(libc::EAGAIN) | Some(libc::ETIMEDOUT) | Some(libc::ECONNREFUSED) => {
-                E::Unavailable {
-                    message: self.to_string(),
-                    retry_after: Some(std::time::Duration::from_secs(30)),
-                }
-            }
+            Some(libc::EBUSY)
+            | Some(libc::EAGAIN)
+            | Some(libc::ETIMEDOUT)
+            | Some(libc::ECONNREFUSED) => E::Unavailable {
+                message: self.to_string(),
+                retry_after: Some(std::time::Duration::from_secs(30)),
+            },
             _ => match self {
                 Error::Latency { .. } => E::Unavailable {
                     message: self.to_string(),

@@ -134,8 +134,12 @@ extern "C" {
         lengths: *const u64,
         rc: *mut c_int,
     ) -> *mut c_void;
-    fn aihpss_batch_poll(f: *const Fns, batch: *mut c_void, count: c_int, states: *mut i32)
-        -> c_int;
+    fn aihpss_batch_poll(
+        f: *const Fns,
+        batch: *mut c_void,
+        count: c_int,
+        states: *mut i32,
+    ) -> c_int;
     fn aihpss_batch_free(batch: *mut c_void);
     fn aihpss_migrate(f: *const Fns, path: *const c_char, purge_after: c_int) -> c_int;
     fn aihpss_utime(f: *const Fns, path: *const c_char, mtime: i64) -> c_int;

@@ -28,8 +28,11 @@ pub(crate) async fn migrate(
                             }));
                         }
                         let c = crate::client::cstring(&path)?;
-                        i.client
-                            .check("hpss_Migrate", &path, i.client.lib.migrate(&c, purge_after).into())?;
+                        i.client.check(
+                            "hpss_Migrate",
+                            &path,
+                            i.client.lib.migrate(&c, purge_after).into(),
+                        )?;
                         Ok(Ok(()))
                     })();
                     let outcome = match outcome {

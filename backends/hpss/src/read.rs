@@ -11,7 +11,11 @@ use tokio::sync::mpsc;
 const READ_CHUNK: usize = 1 << 20;
 const CHANNEL_DEPTH: usize = 2;
 
-pub(crate) async fn get(inner: Arc<Inner>, key: &Key, range: ReadRange) -> archive_core::Result<GetResult> {
+pub(crate) async fn get(
+    inner: Arc<Inner>,
+    key: &Key,
+    range: ReadRange,
+) -> archive_core::Result<GetResult> {
     let path = inner.path_of(key);
     let opened = {
         let path = path.clone();
@@ -35,7 +39,9 @@ pub(crate) async fn get(inner: Arc<Inner>, key: &Key, range: ReadRange) -> archi
             .await
             .map_err(|e| e.into_core(key.as_str()))?
     };
-    let (status, range, fd) = opened.map_err(|_| archive_core::Error::NotResident { key: key.to_string() })?;
+    let (status, range, fd) = opened.map_err(|_| archive_core::Error::NotResident {
+        key: key.to_string(),
+    })?;
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(CHANNEL_DEPTH);
     let reader = Arc::clone(&inner);
     let span = range.clone();
@@ -65,7 +71,9 @@ pub(crate) async fn get(inner: Arc<Inner>, key: &Key, range: ReadRange) -> archi
             tracing::warn!(error = %e, "closing a read descriptor failed");
         }
     });
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     Ok(GetResult {
         status,
         range,

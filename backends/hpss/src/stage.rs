@@ -54,10 +54,12 @@ pub(crate) fn recall(inner: &Inner, keys: &[Key]) -> Vec<KeyOutcome<()>> {
             .map(|k| {
                 let err = Error::Latency { secs: 0.0 }.into_core(k.as_str());
                 let err = match err {
-                    archive_core::Error::Unavailable { retry_after, .. } => archive_core::Error::Unavailable {
-                        message: message.clone(),
-                        retry_after,
-                    },
+                    archive_core::Error::Unavailable { retry_after, .. } => {
+                        archive_core::Error::Unavailable {
+                            message: message.clone(),
+                            retry_after,
+                        }
+                    }
                     other => other,
                 };
                 (k.clone(), Err(err))
@@ -145,7 +147,11 @@ fn stage_batch(inner: &Inner, files: &[Pending], outcomes: &mut [Option<Result<(
                 outcomes[file.index] = Some(confirm(inner, file));
                 false
             } else if state < 0 {
-                outcomes[file.index] = Some(client.check("hpss_GetBatchAsynchStatus", &file.path, state.into()).map(drop));
+                outcomes[file.index] = Some(
+                    client
+                        .check("hpss_GetBatchAsynchStatus", &file.path, state.into())
+                        .map(drop),
+                );
                 false
             } else if Instant::now() > until {
                 outcomes[file.index] = Some(Err(timed_out(&file.path)));
@@ -177,7 +183,10 @@ fn stage_async(inner: &Inner, mut files: Vec<Pending>, outcomes: &mut [Option<Re
         client.check(
             "hpss_GetAsyncStatus",
             &file.path,
-            client.lib.async_status(&file.cpath, seed, &mut state).into(),
+            client
+                .lib
+                .async_status(&file.cpath, seed, &mut state)
+                .into(),
         )?;
         if state != STAGE_UNKNOWN {
             return Ok(true); // already staging under this id: never a second request
@@ -186,7 +195,11 @@ fn stage_async(inner: &Inner, mut files: Vec<Pending>, outcomes: &mut [Option<Re
         let rc = client.lib.stage_async(&file.cpath, seed, file.size);
         if rc == -libc::ENOSYS || rc == -libc::EOPNOTSUPP {
             // A client without asynchronous stages: the last fallback waits here, off the runtime.
-            client.check("hpss_Stage", &file.path, client.lib.stage_sync(&file.cpath, file.size).into())?;
+            client.check(
+                "hpss_Stage",
+                &file.path,
+                client.lib.stage_sync(&file.cpath, file.size).into(),
+            )?;
             return Ok(false);
         }
         client.check("hpss_StageCallBack", &file.path, rc.into())?;

@@ -128,10 +128,18 @@ mod tests {
         x.levels[1].pv_name[0] = b'A' as _;
         x.levels[1].rel_position = 2;
         x.levels[1].rel_offset = 7;
-        let Placement::Tape { volume, position, resident_copy } = placement(&x, 10) else {
+        let Placement::Tape {
+            volume,
+            position,
+            resident_copy,
+        } = placement(&x, 10)
+        else {
             panic!("not on tape")
         };
-        assert_eq!((volume.as_str(), position, resident_copy), ("A", (2 << 40) | 7, false));
+        assert_eq!(
+            (volume.as_str(), position, resident_copy),
+            ("A", (2 << 40) | 7, false)
+        );
         assert_eq!(placement(&xattrs(10, 0), 10), Placement::Disk);
     }
 }

@@ -20,7 +20,10 @@ const CHANNEL_DEPTH: usize = 4;
 enum Piece {
     Data(Bytes),
     /// The body is complete: flush and rename in.
-    Commit { mtime: i64, overwrite: bool },
+    Commit {
+        mtime: i64,
+        overwrite: bool,
+    },
 }
 
 /// Stores `body` under `key` (see the module doc for the atomicity).
@@ -68,7 +71,12 @@ pub(crate) async fn put(
             break;
         }
         pending.extend_from_slice(&chunk);
-        if pending.len() >= WRITE_CHUNK && tx.send(Piece::Data(pending.split().freeze())).await.is_err() {
+        if pending.len() >= WRITE_CHUNK
+            && tx
+                .send(Piece::Data(pending.split().freeze()))
+                .await
+                .is_err()
+        {
             break; // the writer failed; its error is reported below
         }
     }
@@ -111,7 +119,11 @@ fn length_mismatch(key: &Key, received: u64, expected: u64) -> archive_core::Err
 }
 
 /// The blocking half: create the temporary file, write what arrives, and commit or clean up.
-fn write_and_commit(inner: &Inner, target: &str, mut rx: mpsc::Receiver<Piece>) -> Result<(), Error> {
+fn write_and_commit(
+    inner: &Inner,
+    target: &str,
+    mut rx: mpsc::Receiver<Piece>,
+) -> Result<(), Error> {
     let client = &inner.client;
     let (dir, _) = target.rsplit_once('/').unwrap_or(("", target));
     client.make_dirs(dir)?;

@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 pub(crate) fn double_library(variant: &str) -> PathBuf {
     let dir = std::env::var_os("HPSS_DOUBLE_LIB_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/hpss-double"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/hpss-double")
+        });
     let lib = dir.join(variant);
     assert!(
         lib.is_file(),
