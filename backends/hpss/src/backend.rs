@@ -161,7 +161,7 @@ impl Inner {
                         out.push(ListEntry {
                             key: k,
                             size: st.size,
-                            mtime: crate::status::file_status(&path, &st, &zero_levels()).mtime,
+                            mtime: crate::status::time(st.mtime),
                         });
                     }
                 }
@@ -169,22 +169,6 @@ impl Inner {
         }
         out.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
         Ok(out)
-    }
-}
-
-fn zero_levels() -> crate::ffi::RawXattrs {
-    // SAFETY-free: a plain value of the glue's structure with nothing on any level.
-    crate::ffi::RawXattrs {
-        data_length: 0,
-        levels: [crate::ffi::RawLevel {
-            bytes: 0,
-            rel_offset: 0,
-            rel_position: 0,
-            flags: 0,
-            vv_count: 0,
-            has_pv: 0,
-            pv_name: [0; 64],
-        }; 5],
     }
 }
 
@@ -321,7 +305,6 @@ impl ArchiveBackend for HpssBackend {
     async fn adopt(&self, key: &Key, source: &Path, overwrite: bool) -> archive_core::Result<()> {
         let target = self.inner.path_of(key);
         let source = source.display().to_string();
-        let shown = source.clone();
         self.inner
             .blocking(move |i| {
                 let st = i.client.lstat(&source)?;
@@ -334,12 +317,7 @@ impl ArchiveBackend for HpssBackend {
                 i.client.chmod(&target, 0o444)
             })
             .await
-            .map_err(|e| match e.rc().map(|rc| -rc) {
-                Some(libc::ENOENT) if !shown.is_empty() => archive_core::Error::NotFound {
-                    key: key.to_string(),
-                },
-                _ => e.into_core(key.as_str()),
-            })
+            .map_err(|e| e.into_core(key.as_str()))
     }
 
     async fn delete(&self, key: &Key) -> archive_core::Result<()> {

@@ -48,21 +48,16 @@ pub(crate) fn recall(inner: &Inner, keys: &[Key]) -> Vec<KeyOutcome<()>> {
             .collect()
     };
     if let Err(e) = inner.client.check_latency() {
+        // The core server is too slow: no stage is submitted; every key may be retried later.
         let message = e.to_string();
         return keys
             .iter()
             .map(|k| {
-                let err = Error::Latency { secs: 0.0 }.into_core(k.as_str());
-                let err = match err {
-                    archive_core::Error::Unavailable { retry_after, .. } => {
-                        archive_core::Error::Unavailable {
-                            message: message.clone(),
-                            retry_after,
-                        }
-                    }
-                    other => other,
+                let unavailable = archive_core::Error::Unavailable {
+                    message: message.clone(),
+                    retry_after: Some(Duration::from_secs(30)),
                 };
-                (k.clone(), Err(err))
+                (k.clone(), Err(unavailable))
             })
             .collect();
     }

@@ -34,7 +34,8 @@ pub(crate) fn hsm_state(x: &RawXattrs, size: u64) -> HsmState {
     }
 }
 
-fn time(secs: i64) -> SystemTime {
+/// Seconds since the epoch (HPSS's `timestamp_sec_t`) as a time.
+pub(crate) fn time(secs: i64) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::from_secs(secs as u64)
     } else {
