@@ -27,20 +27,26 @@ fn double_library(variant: &str) -> PathBuf {
     lib
 }
 
+/// Sites set this process's `HPSS_DOUBLE_DIR`: one at a time (for runners that run tests as threads).
+static ONE_SITE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A test site: the double's state directory (with its keytab) and the archive prefix.
 struct Site {
     dir: tempfile::TempDir,
     library: PathBuf,
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Site {
     fn new(variant: &str, control: &str) -> Site {
+        let one = ONE_SITE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("double")).unwrap();
         std::fs::write(dir.path().join("double/keytab"), b"keytab").unwrap();
         let site = Site {
             dir,
             library: double_library(variant),
+            _one: one,
         };
         site.control(control);
         // The in-process backend (used to migrate) talks to the same double state.
