@@ -1,7 +1,7 @@
 //! The Pacifica flows on `-t hpss` against a started server, through the C test double of the HPSS
 //! client library (`backends/hpss/double/build.sh` builds it): HEAD with the five-tuple and media,
 //! GET of a migrated file waiting for its stage, POST stage, byte ranges, the core-server latency
-//! limit, injected C errors as clear HTTP errors, start-up refused for a missing library or entry
+//! limit, injected C errors as clear HTTP errors, logout at shutdown, start-up refused for a missing library or entry
 //! point, stages of files on three cartridges issued grouped per cartridge in position order, and
 //! the SwiftHLM flow (migrate, status, recall, read; a disk-only class of service refused).
 //! Files are migrated through the same backend and double in the test process.
@@ -243,6 +243,14 @@ async fn head_get_stage_and_ranges_of_migrated_files() {
         .filter(|p| p.to_string_lossy().contains(".aihpss-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // SIGTERM: the server logs out of HPSS on its way out.
+    let mut server = server;
+    let mark = site.double().join("logged-out");
+    let _ = std::fs::remove_file(&mark);
+    server.signal(libc::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    assert!(mark.exists(), "no logout at shutdown");
 }
 
 #[test]

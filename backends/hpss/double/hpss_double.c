@@ -338,7 +338,15 @@ int hpss_SetLoginCred(char *Principal, hpss_authn_mech_t Mech, hpss_rpc_cred_typ
   return 0;
 }
 
-void hpss_PurgeLoginCred(void) { logged_in = 0; }
+/* Logging out leaves a mark ($HPSS_DOUBLE_DIR/logged-out) so tests can see a clean shutdown. */
+void hpss_PurgeLoginCred(void) {
+  logged_in = 0;
+  char mark[PATH_MAX];
+  if (!home()) return;
+  snprintf(mark, sizeof mark, "%s/logged-out", home());
+  FILE *fp = fopen(mark, "w");
+  if (fp) fclose(fp);
+}
 void hpss_ClientAPIReset(void) {}
 
 hpss_errno_state_t hpss_GetLastHPSSErrno(void) { return last_error; }
