@@ -422,6 +422,14 @@ impl Config {
         if let Err(e) = self.hpss.validate() {
             return Err(ConfigError(e));
         }
+        if self.backend == BackendType::Hpss && self.hlm.enabled && self.hlm.queue_url.is_empty() {
+            return bad(
+                "hlm.queue_url",
+                &self.hlm.queue_url,
+                "must be set with type = \"hpss\": the prefix is an HPSS path, not a local directory \
+                 for the default SQLite queue",
+            );
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());
         }
@@ -572,7 +580,11 @@ mod tests {
                 backend: Some("hpss".into()),
                 ..Default::default()
             };
+            let err = load(None, flags.clone()).unwrap_err();
+            assert!(err.contains("hlm.queue_url"), "{err}");
+            jail.set_env("ARCHIVEINTERFACE_HLM__QUEUE_URL", "sqlite:///tmp/queue.db");
             assert_eq!(load(None, flags).unwrap().backend, BackendType::Hpss);
+            jail.set_env("ARCHIVEINTERFACE_HLM__QUEUE_URL", "");
             jail.set_env("PAI_BACKEND_TYPE", "hsmsideband");
             let err = load(None, FlagOverrides::default()).unwrap_err();
             assert!(

@@ -264,6 +264,7 @@ fn start_up_names_a_missing_library_or_entry_point() {
         &["-t", "hpss"],
         &[
             ("ARCHIVEINTERFACE_HPSS__LIBRARY", "/nonexistent/libhpss.so"),
+            ("ARCHIVEINTERFACE_HLM__ENABLED", "false"),
             ("HPSS_DOUBLE_DIR", double),
         ],
     );
@@ -274,6 +275,7 @@ fn start_up_names_a_missing_library_or_entry_point() {
         &[
             ("ARCHIVEINTERFACE_HPSS__LIBRARY", norename.to_str().unwrap()),
             ("ARCHIVEINTERFACE_HPSS__AUTH", keytab),
+            ("ARCHIVEINTERFACE_HLM__ENABLED", "false"),
             ("HPSS_DOUBLE_DIR", double),
         ],
     );
