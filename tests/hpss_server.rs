@@ -224,7 +224,7 @@ async fn head_get_stage_and_ranges_of_migrated_files() {
     site.control("fail hpss_Write -28\n");
     let r = http
         .put(format!("{}/101", server.url))
-        .body(vec![7u8; 5000])
+        .body(vec![7u8; 3 << 20])
         .send()
         .await
         .unwrap();

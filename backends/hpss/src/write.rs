@@ -55,6 +55,7 @@ pub(crate) async fn put(
     let mut received: u64 = 0;
     let mut pending = BytesMut::new();
     let mut failure: Option<archive_core::Error> = None;
+    let mut writer_failed = false;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
             Ok(c) => c,
@@ -77,15 +78,16 @@ pub(crate) async fn put(
                 .await
                 .is_err()
         {
-            break; // the writer failed; its error is reported below
+            writer_failed = true; // its own error is the answer, reported below
+            break;
         }
     }
-    if failure.is_none() {
+    if failure.is_none() && !writer_failed {
         if let Some(expected) = options.expected_len.filter(|&n| n != received) {
             failure = Some(length_mismatch(key, received, expected));
         }
     }
-    if failure.is_none() {
+    if failure.is_none() && !writer_failed {
         let mtime = options.mtime.unwrap_or_else(SystemTime::now);
         let mtime = match mtime.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
