@@ -5,6 +5,7 @@
 fn main() {
     println!("cargo:rerun-if-changed=csrc");
     println!("cargo:rerun-if-env-changed=HPSS_ROOT");
+    println!("cargo:rerun-if-env-changed=AIHPSS_NO_BATCH");
     let mut build = cc::Build::new();
     build.file("csrc/aihpss_glue.c").include("csrc");
     match std::env::var_os("HPSS_ROOT") {
@@ -20,6 +21,10 @@ fn main() {
         None => {
             build.include("csrc/test-include");
         }
+    }
+    if std::env::var_os("AIHPSS_NO_BATCH").is_some_and(|v| v != "0") {
+        // Leave out the batch stage glue (its structures' member names are not public).
+        build.define("AIHPSS_NO_BATCH", None);
     }
     build.compile("aihpss_glue");
 }

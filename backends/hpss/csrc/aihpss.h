@@ -60,6 +60,7 @@ struct aihpss_xattrs {
 #define AIHPSS_STAGE_DONE 3
 
 int aihpss_abi_version(void);
+int aihpss_has_batch(void);
 int aihpss_login(const struct aihpss_fns *f, const char *user, const char *keytab);
 void aihpss_logout(const struct aihpss_fns *f);
 int aihpss_last_errno(const struct aihpss_fns *f);

@@ -111,6 +111,7 @@ pub(crate) const STAGE_DONE: i32 = 3;
 
 extern "C" {
     fn aihpss_abi_version() -> c_int;
+    fn aihpss_has_batch() -> c_int;
     fn aihpss_login(f: *const Fns, user: *const c_char, keytab: *const c_char) -> c_int;
     fn aihpss_logout(f: *const Fns);
     fn aihpss_last_errno(f: *const Fns) -> c_int;
@@ -213,7 +214,8 @@ impl HpssLibrary {
             source,
         })?;
         let mut fns = Box::new(Fns([std::ptr::null_mut(); ENTRY_POINTS.len()]));
-        let mut has_batch = true;
+        // SAFETY: our own statically linked glue; no preconditions.
+        let mut has_batch = unsafe { aihpss_has_batch() } != 0;
         for (slot, (name, required)) in ENTRY_POINTS.iter().enumerate() {
             let symbol = format!("{name}\0");
             // SAFETY: the symbol is only read as an address here; it is called through the glue with
