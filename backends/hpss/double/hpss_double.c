@@ -314,7 +314,7 @@ static int path_of(const bfs_bitfile_obj_handle_t *o, char *out) {
 }
 #endif
 
-/* ---- session ---------------------------------------------------------------------------------- */
+/* ---- login ------------------------------------------------------------------------------------ */
 
 int hpss_SetLoginCred(char *Principal, hpss_authn_mech_t Mech, hpss_rpc_cred_type_t CredType,
                       hpss_rpc_auth_type_t AuthType, void *Authenticator) {

@@ -1,5 +1,5 @@
 //! `HpssBackend`: the archive's files in an HPSS name space under a prefix, through one logged-in
-//! client session. Every call into the library runs on the blocking pool.
+//! logged-in client. Every call into the library runs on the blocking pool.
 
 use crate::client::HpssClient;
 use crate::config::HpssConfig;

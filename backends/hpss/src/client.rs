@@ -1,4 +1,4 @@
-//! A logged-in HPSS client session: the library's calls with paths as strings and results as
+//! A logged-in HPSS client: the library's calls with paths as strings and results as
 //! `Result`, every non-zero return turned into an error naming the call, its code and HPSS's own
 //! errno. Blocking, like the calls it makes: the backend runs it on the blocking pool.
 
@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::ffi::{HpssLibrary, RawStat, RawXattrs};
 use std::ffi::CString;
 
-/// The session; logs out and resets the client when dropped.
+/// The logged-in client; logs out and resets the client when dropped.
 #[derive(Debug)]
 pub(crate) struct HpssClient {
     pub(crate) lib: HpssLibrary,

@@ -2,7 +2,7 @@
 //! a C glue compiled against `hpss_api.h` for everything only that header defines.
 //!
 //! Files: `ffi` (the only unsafe code: loading, symbol table, glue calls), `client` (a logged-in
-//! session, codes into errors), `backend` (the `ArchiveBackend`), `write` (atomic PUT), `read`
+//! logged-in client, codes into errors), `backend` (the `ArchiveBackend`), `write` (atomic PUT), `read`
 //! (streaming GET), `status` (levels into state, media and placement), `stage` (recall styles),
 //! `migrate`, `config`, `error`. The test double of the library lives in `double/`.
 
