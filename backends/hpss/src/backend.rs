@@ -1,4 +1,4 @@
-//! `HpssBackend`: the archive's files in an HPSS name space under a prefix, through one logged-in
+//! `HpssBackend`: the archive's files in an HPSS name space under a prefix, through one
 //! logged-in client. Every call into the library runs on the blocking pool.
 
 use crate::client::HpssClient;
