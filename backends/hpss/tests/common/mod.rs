@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use archive_hpss::HpssConfig;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The built double, or a panic saying how to build it.
@@ -28,7 +28,19 @@ pub(crate) fn double_library(variant: &str) -> PathBuf {
 pub(crate) fn double_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("tempdir").keep();
+        // One directory per test process under the system's temporary directory; those of test
+        // processes that are gone are removed here, so runs do not pile them up.
+        let parent = std::env::temp_dir().join("archive-hpss-double-tests");
+        std::fs::create_dir_all(&parent).unwrap();
+        for entry in std::fs::read_dir(&parent).unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            if !Path::new("/proc").join(&pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = parent.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("keytab"), b"test keytab").unwrap();
         std::env::set_var("HPSS_DOUBLE_DIR", &dir);
         dir
