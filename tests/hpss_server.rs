@@ -509,3 +509,38 @@ async fn swifthlm_migrate_status_recall_and_read() {
     )
     .await;
 }
+
+/// Status calls that take seconds (a busy core server) hold up only themselves: uploads and reads
+/// of other files go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_hpss_call_holds_up_only_its_own_request() {
+    let site = Site::new("libhpss.so", "");
+    let server = site.start();
+    let http = reqwest::Client::new();
+    put(&http, &format!("{}/1", server.url), b"slow".to_vec()).await;
+    site.control("slow hpss_FileGetXAttributes 3000\n");
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            let (http, url) = (http.clone(), format!("{}/1", server.url));
+            tokio::spawn(async move { http.head(url).send().await.unwrap().status() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    for id in 2..6 {
+        put(
+            &http,
+            &format!("{}/{id}", server.url),
+            vec![id as u8; 100_000],
+        )
+        .await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "uploads waited {:?} behind slow status calls",
+        started.elapsed()
+    );
+    for head in slow {
+        assert_eq!(head.await.unwrap(), 204);
+    }
+}

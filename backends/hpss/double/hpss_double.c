@@ -17,6 +17,7 @@
  *   cartridges N       cartridges migration spreads files over (default 1)
  *   cos disk|tape      class of service: disk only, or disk with a tape level (default tape)
  *   fail NAME RC       entry point NAME returns RC (negative errno) until the line is removed
+ *   slow NAME MS       entry point NAME takes MS milliseconds (a busy core server)
  * Build variants: -DHPSS_DOUBLE_WITHOUT_BATCH (a client before 9.3), -DHPSS_DOUBLE_WITHOUT_RENAME
  * (a library missing an entry point the backend needs).
  */
@@ -91,6 +92,7 @@ static int enter(const char *func) {
     fprintf(stderr, "hpss double: %s called before hpss_SetLoginCred\n", func);
     return fail(func, -EPERM);
   }
+  if (control("slow", func, v, sizeof v)) usleep((useconds_t)atol(v) * 1000);
   if (control("fail", func, v, sizeof v)) return fail(func, atoi(v));
   return 0;
 }
