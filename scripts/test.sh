@@ -102,17 +102,16 @@ TOML
 
 deployment_suite posix "${LARGE_FILE_SIZE:-268435456}" "${MANY_FILES_TEST_COUNT:-1000}" ""
 
-# HPSS through its C test double: the double's state and keytab live next to the prefix.
+# HPSS through its C test double: the double's state and keytab live next to the prefix, the server's
+# own state (queue, Swift index) in a local state directory, as at a site.
 mkdir -p "$work/hpss-double"
 echo "test keytab" >"$work/hpss-double/keytab"
-HPSS_DOUBLE_DIR="$work/hpss-double" deployment_suite hpss 33554432 200 "
+ARCHIVEINTERFACE_STATE_DIR="$work/hpss-state" HPSS_DOUBLE_DIR="$work/hpss-double" deployment_suite hpss 33554432 200 "
 [hpss]
 library = \"$root/target/hpss-double/libhpss.so\"
 auth = \"$work/hpss-double/keytab\"
 sitename = \"test.site\"
 stage_poll_ms = 50
-[hlm]
-queue_url = \"sqlite://$work/hpss-queue.db\"
 " -t hpss --use-id2filename
 
 say "all tests passed"

@@ -47,6 +47,10 @@ pub struct Config {
     pub backend: BackendType,
     /// Directory the archive lives in; created if missing.
     pub prefix: PathBuf,
+    /// Local directory for the server's own state: the default HLM queue database and Swift index.
+    /// Empty: the prefix, where the prefix is a local directory; with `type = "hpss"` (the prefix is
+    /// an HPSS path) `$STATE_DIRECTORY` (systemd's `StateDirectory=`) or `/var/lib/archiveinterface`.
+    pub state_dir: PathBuf,
     /// Map integer ids through Pacifica's id2filename tree (ids must be integers).
     pub use_id2filename: bool,
     /// Let PUT and PATCH replace existing files. Off: the archive is write-once.
@@ -94,8 +98,8 @@ pub struct HlmConfig {
     /// Serve `/hlm/v1/...`.
     pub enabled: bool,
     /// Queue database: `sqlite:///path/queue.db` or `postgres://user@host/db` (one PostgreSQL for
-    /// several server instances). Empty: a SQLite file in the prefix
-    /// (`<prefix>/.archiveinterface-hlm-queue.db`).
+    /// several server instances). Empty: a SQLite file in the state directory (the prefix unless
+    /// `state_dir` says otherwise: `<prefix>/.archiveinterface-hlm-queue.db`).
     pub queue_url: String,
     /// Run the dispatcher inside the server. Off: run `archiveinterface dispatcher` separately (only on
     /// a backend several processes may open; the server refuses it otherwise, see `server`).
@@ -139,10 +143,11 @@ impl Default for HlmConfig {
 }
 
 impl HlmConfig {
-    /// The queue URL in effect for an archive at `prefix`.
-    pub fn effective_queue_url(&self, prefix: &Path) -> String {
+    /// The queue URL in effect for a server whose state directory is `state_dir`.
+    pub fn effective_queue_url(&self, state_dir: &Path) -> String {
         if self.queue_url.is_empty() {
-            let absolute = std::path::absolute(prefix).unwrap_or_else(|_| prefix.to_path_buf());
+            let absolute =
+                std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
             format!(
                 "sqlite://{}/.archiveinterface-hlm-queue.db",
                 absolute.display()
@@ -236,6 +241,7 @@ impl Default for Config {
             port: 8080,
             backend: BackendType::Posix,
             prefix: PathBuf::from("archive-data"),
+            state_dir: PathBuf::new(),
             use_id2filename: false,
             allow_overwrite: false,
             patch_source_dirs: Vec::new(),
@@ -263,6 +269,26 @@ impl Default for Config {
 pub struct ConfigError(String);
 
 impl Config {
+    /// The local directory for the server's own state (see `state_dir`).
+    pub fn local_state_dir(&self) -> PathBuf {
+        if !self.state_dir.as_os_str().is_empty() {
+            return self.state_dir.clone();
+        }
+        match self.backend {
+            // The prefix names a directory inside HPSS, which no local file can live in.
+            BackendType::Hpss => std::env::var_os("STATE_DIRECTORY")
+                .and_then(|dirs| {
+                    // systemd lists several directories separated by colons; the first is ours.
+                    dirs.to_str()
+                        .and_then(|d| d.split(':').next())
+                        .filter(|d| !d.is_empty())
+                        .map(PathBuf::from)
+                })
+                .unwrap_or_else(|| PathBuf::from("/var/lib/archiveinterface")),
+            _ => self.prefix.clone(),
+        }
+    }
+
     /// The top-level keys, for the environment filter: stray `ARCHIVEINTERFACE_*` variables that are not
     /// keys (such as `ARCHIVEINTERFACE_CONFIG`) are not configuration.
     pub fn keys() -> Vec<String> {
@@ -405,7 +431,7 @@ impl Config {
                 "must not be below hlm.backoff_base_secs",
             );
         }
-        let url = self.hlm.effective_queue_url(&self.prefix);
+        let url = self.hlm.effective_queue_url(&self.local_state_dir());
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
             || url.starts_with("postgresql:"))
@@ -421,14 +447,6 @@ impl Config {
         }
         if let Err(e) = self.hpss.validate() {
             return Err(ConfigError(e));
-        }
-        if self.backend == BackendType::Hpss && self.hlm.enabled && self.hlm.queue_url.is_empty() {
-            return bad(
-                "hlm.queue_url",
-                &self.hlm.queue_url,
-                "must be set with type = \"hpss\": the prefix is an HPSS path, not a local directory \
-                 for the default SQLite queue",
-            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());
@@ -580,11 +598,22 @@ mod tests {
                 backend: Some("hpss".into()),
                 ..Default::default()
             };
-            let err = load(None, flags.clone()).unwrap_err();
-            assert!(err.contains("hlm.queue_url"), "{err}");
-            jail.set_env("ARCHIVEINTERFACE_HLM__QUEUE_URL", "sqlite:///tmp/queue.db");
-            assert_eq!(load(None, flags).unwrap().backend, BackendType::Hpss);
-            jail.set_env("ARCHIVEINTERFACE_HLM__QUEUE_URL", "");
+            // The reference's start-up line works: the server's own state goes to a local
+            // directory, not into the HPSS path.
+            let c = load(None, flags.clone()).unwrap();
+            assert_eq!(c.backend, BackendType::Hpss);
+            jail.set_env("STATE_DIRECTORY", "/run/state-a:/run/state-b");
+            assert_eq!(
+                load(None, flags.clone()).unwrap().local_state_dir(),
+                Path::new("/run/state-a")
+            );
+            jail.set_env("ARCHIVEINTERFACE_STATE_DIR", "/srv/ai-state");
+            let c = load(None, flags).unwrap();
+            assert_eq!(
+                c.hlm.effective_queue_url(&c.local_state_dir()),
+                "sqlite:///srv/ai-state/.archiveinterface-hlm-queue.db"
+            );
+            jail.set_env("ARCHIVEINTERFACE_STATE_DIR", "");
             jail.set_env("PAI_BACKEND_TYPE", "hsmsideband");
             let err = load(None, FlagOverrides::default()).unwrap_err();
             assert!(

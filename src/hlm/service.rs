@@ -29,7 +29,8 @@ impl HlmService {
             ..QueueOptions::default()
         };
         let queue =
-            RequestQueue::connect(&hlm.effective_queue_url(&config.prefix), options).await?;
+            RequestQueue::connect(&hlm.effective_queue_url(&config.local_state_dir()), options)
+                .await?;
         Ok(HlmService {
             queue,
             wake: Arc::new(Notify::new()),

@@ -20,13 +20,14 @@ use std::path::PathBuf;
 /// Old records read at once while building.
 const RECORD_READS_IN_FLIGHT: usize = 32;
 
-/// The index file: `[swift] index_path`, or `<prefix>/.archiveinterface-swift/index.sqlite3`.
+/// The index file: `[swift] index_path`, or `.archiveinterface-swift/index.sqlite3` in the state
+/// directory (the prefix unless `state_dir` says otherwise).
 pub(super) fn index_path(state: &AppState) -> PathBuf {
     let configured = &state.config.swift.index_path;
     if configured.as_os_str().is_empty() {
         state
             .config
-            .prefix
+            .local_state_dir()
             .join(names::STATE_DIR)
             .join("index.sqlite3")
     } else {
