@@ -21,6 +21,9 @@ pub enum BackendType {
     Tiered,
     /// IBM HPSS through its client library; `prefix` is a path in the HPSS name space (`[hpss]`).
     Hpss,
+    /// LTFS Data Management: `prefix` on the managed file system, HSM work through `ltfsdm`
+    /// (`[ltfsdm]`).
+    Ltfsdm,
 }
 
 /// Log output format.
@@ -78,6 +81,8 @@ pub struct Config {
     /// The HPSS backend (`[hpss]`: `library`, and the reference's `user`, `auth`, `sitename`,
     /// `accept_latency`), used with `type = "hpss"`.
     pub hpss: archive_hpss::HpssConfig,
+    /// How to drive LTFS Data Management (`[ltfsdm]`, used with `type = "ltfsdm"`).
+    pub ltfsdm: archive_ltfsdm::LtfsdmConfig,
     /// `[hsm_sideband]` (the reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`,
     /// `port`): kept as given for the Oracle HSM sideband backend, which is not available yet.
     pub hsm_sideband: figment::value::Dict,
@@ -251,6 +256,7 @@ impl Default for Config {
             hsm: HsmConfig::default(),
             hlm: HlmConfig::default(),
             tiered: archive_tiered::TieredConfig::default(),
+            ltfsdm: archive_ltfsdm::LtfsdmConfig::default(),
             hpss: archive_hpss::HpssConfig::default(),
             hsm_sideband: figment::value::Dict::new(),
         }
@@ -429,6 +435,9 @@ impl Config {
                 "must be set with type = \"hpss\": the prefix is an HPSS path, not a local directory \
                  for the default SQLite queue",
             );
+        }
+        if let Err(e) = self.ltfsdm.validate() {
+            return Err(ConfigError(e.to_string()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());

@@ -22,6 +22,9 @@ pub struct LtfsdmConfig {
     /// Recall to resident (`ltfsdm recall -r`: the tape copies are dropped) instead of premigrated
     /// (the default: the file can be released again without writing tape).
     pub recall_to_resident: bool,
+    /// Recall commands run at once (each for the files of one tape); set it to the library's drive
+    /// count, so that tapes are read in parallel without queueing behind each other in ltfsdmd.
+    pub drives: usize,
     /// Directory for the file lists handed to `ltfsdm -f` (private files, removed after each command).
     /// Default: the system temporary directory.
     pub list_dir: Option<PathBuf>,
@@ -37,6 +40,7 @@ impl Default for LtfsdmConfig {
             timeout_secs: 4 * 3600,
             batch_files: 1000,
             recall_to_resident: false,
+            drives: 2,
             list_dir: None,
         }
     }
@@ -87,6 +91,9 @@ impl LtfsdmConfig {
         }
         if self.batch_files == 0 {
             return bad("batch_files", "must be at least 1".into());
+        }
+        if self.drives == 0 {
+            return bad("drives", "must be at least 1".into());
         }
         Ok(())
     }

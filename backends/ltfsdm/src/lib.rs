@@ -81,7 +81,13 @@ pub(crate) struct Inner {
     pub(crate) root: PathBuf,
     pub(crate) cli: Ltfsdm,
     pub(crate) config: LtfsdmConfig,
+    /// Bounds the `info files` commands running at once: a burst of requests (each HEAD, each recall
+    /// request's placement) must not start a process each all at the same time.
+    pub(crate) info_slots: tokio::sync::Semaphore,
 }
+
+/// `info files` commands run at once, at most.
+const INFO_COMMANDS_AT_ONCE: usize = 4;
 
 impl LtfsdmBackend {
     /// Validates `config`, opens (creating if needed) the prefix on the managed file system and checks
@@ -115,6 +121,7 @@ impl LtfsdmBackend {
                 root,
                 cli,
                 config,
+                info_slots: tokio::sync::Semaphore::new(INFO_COMMANDS_AT_ONCE),
             }),
         })
     }

@@ -106,6 +106,11 @@ impl Inner {
         &self,
         paths: Vec<std::path::PathBuf>,
     ) -> Result<HashMap<Vec<u8>, FileInfo>> {
+        let _slot = self
+            .info_slots
+            .acquire()
+            .await
+            .map_err(|e| Error::backend("ltfsdm", e))?;
         let output: Output = self
             .cli
             .run(&["info", "files"], Some(paths))

@@ -46,6 +46,7 @@ pub fn config_for(state: &Path, lists: &Path) -> LtfsdmConfig {
         timeout_secs: 60,
         batch_files: 1000,
         recall_to_resident: false,
+        drives: 2,
         list_dir: Some(lists.to_path_buf()),
     }
 }
