@@ -353,7 +353,9 @@ async fn the_swifthlm_flow_with_spaces_quotes_and_unicode_and_a_partial_failure(
         )
         .await;
     let record = swift
-        .wait_for(&url, Duration::from_secs(60), |v| v["attempts"].as_u64() >= Some(2))
+        .wait_for(&url, Duration::from_secs(60), |v| {
+            v["attempts"].as_u64() >= Some(2) && v["state"] == "pending"
+        })
         .await;
     assert_eq!(record["progress"]["failed"], 1, "{record}");
     let error = record["last_error"].as_str().unwrap();
