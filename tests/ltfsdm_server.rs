@@ -202,15 +202,29 @@ async fn head_stage_and_get_of_migrated_files_through_the_pacifica_api() {
     let r = http.post(url("1")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while h(&head(&http, &url("1")).await, "x-pacifica-file-storage-media") != "disk" {
+    while h(
+        &head(&http, &url("1")).await,
+        "x-pacifica-file-storage-media",
+    ) != "disk"
+    {
         assert!(Instant::now() < deadline, "never staged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let got = http.get(url("1")).send().await.unwrap().bytes().await.unwrap();
+    let got = http
+        .get(url("1"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(got.as_ref() == one.as_slice(), "file 1 read back differs");
     let recalled: Vec<String> = s.calls("recall").concat();
     for id in ["1", "2", "3"] {
-        assert!(recalled.contains(&s.path(id)), "{id} not recalled: {recalled:?}");
+        assert!(
+            recalled.contains(&s.path(id)),
+            "{id} not recalled: {recalled:?}"
+        );
     }
 }
 
@@ -294,8 +308,18 @@ fn encoded(name: &str) -> String {
 async fn the_swifthlm_flow_with_spaces_quotes_and_unicode_and_a_partial_failure() {
     let s = start("");
     let swift = login(&s.server.url, "test:tester", "testing").await;
-    assert_eq!(swift.send(reqwest::Method::PUT, "/v1/AUTH_test/c", Vec::new()).await.0, 201);
-    let names = ["dir with space/it's \"quoted\".txt", "ünïcødé ✓ файл", "plain"];
+    assert_eq!(
+        swift
+            .send(reqwest::Method::PUT, "/v1/AUTH_test/c", Vec::new())
+            .await
+            .0,
+        201
+    );
+    let names = [
+        "dir with space/it's \"quoted\".txt",
+        "ünïcødé ✓ файл",
+        "plain",
+    ];
     for (i, name) in names.iter().enumerate() {
         let path = format!("/v1/AUTH_test/c/{}", encoded(name));
         let (code, _) = swift
@@ -304,7 +328,11 @@ async fn the_swifthlm_flow_with_spaces_quotes_and_unicode_and_a_partial_failure(
         assert_eq!(code, 201, "{name}");
     }
     let (code, _) = swift
-        .send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/c", Vec::new())
+        .send(
+            reqwest::Method::POST,
+            "/hlm/v1/migrate/AUTH_test/c",
+            Vec::new(),
+        )
         .await;
     assert_eq!(code, 202);
     let status = swift
@@ -317,14 +345,23 @@ async fn the_swifthlm_flow_with_spaces_quotes_and_unicode_and_a_partial_failure(
     let migrated = s.calls("migrate").concat();
     for name in names {
         assert!(
-            migrated.iter().any(|p| p.ends_with(&format!("/AUTH_test/c/{name}"))),
+            migrated
+                .iter()
+                .any(|p| p.ends_with(&format!("/AUTH_test/c/{name}"))),
             "{name}: {migrated:?}"
         );
     }
     let first = format!("/v1/AUTH_test/c/{}", encoded(names[0]));
-    assert_eq!(swift.send(reqwest::Method::GET, &first, Vec::new()).await.0, 412);
+    assert_eq!(
+        swift.send(reqwest::Method::GET, &first, Vec::new()).await.0,
+        412
+    );
     let (code, _) = swift
-        .send(reqwest::Method::POST, "/hlm/v1/recall/AUTH_test/c", Vec::new())
+        .send(
+            reqwest::Method::POST,
+            "/hlm/v1/recall/AUTH_test/c",
+            Vec::new(),
+        )
         .await;
     assert_eq!(code, 202);
     swift
@@ -335,16 +372,32 @@ async fn the_swifthlm_flow_with_spaces_quotes_and_unicode_and_a_partial_failure(
     for (i, name) in names.iter().enumerate() {
         let path = format!("/v1/AUTH_test/c/{}", encoded(name));
         let (code, body) = swift.send(reqwest::Method::GET, &path, Vec::new()).await;
-        assert_eq!((code, body == pattern(5000, i as u32)), (200, true), "{name}");
+        assert_eq!(
+            (code, body == pattern(5000, i as u32)),
+            (200, true),
+            "{name}"
+        );
     }
 
     // A partial failure: LTFS DM fails one file (exit 1); the others are migrated, the request
     // records the failure and is retried, the failed object stays resident.
     s.double_config(serde_json::json!({"fail": ["/AUTH_test/d/bad"]}));
-    assert_eq!(swift.send(reqwest::Method::PUT, "/v1/AUTH_test/d", Vec::new()).await.0, 201);
+    assert_eq!(
+        swift
+            .send(reqwest::Method::PUT, "/v1/AUTH_test/d", Vec::new())
+            .await
+            .0,
+        201
+    );
     for name in ["good", "bad"] {
         let path = format!("/v1/AUTH_test/d/{name}");
-        assert_eq!(swift.send(reqwest::Method::PUT, &path, b"x".to_vec()).await.0, 201);
+        assert_eq!(
+            swift
+                .send(reqwest::Method::PUT, &path, b"x".to_vec())
+                .await
+                .0,
+            201
+        );
     }
     let url = swift
         .submit(
@@ -359,7 +412,10 @@ async fn the_swifthlm_flow_with_spaces_quotes_and_unicode_and_a_partial_failure(
         .await;
     assert_eq!(record["progress"]["failed"], 1, "{record}");
     let error = record["last_error"].as_str().unwrap();
-    assert!(error.contains("bad") && error.contains("did not migrate"), "{error}");
+    assert!(
+        error.contains("bad") && error.contains("did not migrate"),
+        "{error}"
+    );
     let status = swift.json("/hlm/v1/status/AUTH_test/d").await;
     assert_eq!(status["/AUTH_test/d/good"], "migrated", "{status}");
     assert_eq!(status["/AUTH_test/d/bad"], "resident", "{status}");
@@ -380,7 +436,11 @@ async fn an_unreachable_ltfsdm_server_gives_503_and_a_retried_request_that_migra
     }
     s.operator(&["migrate", "-P", "pool1"], &["1".into()]);
     s.double_config(serde_json::json!({"unreachable": true}));
-    let r = http.get(format!("{}/1", s.server.url)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/1", s.server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     let text = r.text().await.unwrap();
@@ -391,10 +451,18 @@ async fn an_unreachable_ltfsdm_server_gives_503_and_a_retried_request_that_migra
         .submit("/hlm/v1/migrate", serde_json::json!({"ids": [2]}))
         .await;
     let record = admin
-        .wait_for(&url, Duration::from_secs(60), |v| v["attempts"].as_u64() >= Some(2))
+        .wait_for(&url, Duration::from_secs(60), |v| {
+            v["attempts"].as_u64() >= Some(2)
+        })
         .await;
     assert_ne!(record["state"], "done", "{record}");
-    assert!(record["last_error"].as_str().unwrap().contains("Unable to connect"), "{record}");
+    assert!(
+        record["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Unable to connect"),
+        "{record}"
+    );
     let headers = head(&http, &format!("{}/2", s.server.url)).await;
     assert_eq!(h(&headers, "x-pacifica-hsm-state"), "resident");
 
@@ -435,13 +503,19 @@ async fn ten_thousand_files_in_one_hlm_request_go_in_batched_commands() {
     });
     let swift = login(&s.server.url, "test:tester", "testing").await;
     let (code, _) = swift
-        .send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/big", Vec::new())
+        .send(
+            reqwest::Method::POST,
+            "/hlm/v1/migrate/AUTH_test/big",
+            Vec::new(),
+        )
         .await;
     assert_eq!(code, 202);
     let status = swift
-        .wait_for("/hlm/v1/status/AUTH_test/big", Duration::from_secs(240), |v| {
-            v.as_object().unwrap().values().all(|s| s == "migrated")
-        })
+        .wait_for(
+            "/hlm/v1/status/AUTH_test/big",
+            Duration::from_secs(240),
+            |v| v.as_object().unwrap().values().all(|s| s == "migrated"),
+        )
         .await;
     assert_eq!(status.as_object().unwrap().len(), 10_000);
     // One backend call of 5000 keys at a time (hlm.migrate_batch), 2500 files per ltfsdm command.
@@ -460,8 +534,16 @@ async fn recalls_of_files_on_two_tapes_reach_ltfsdm_grouped_per_tape() {
     for id in &ids {
         std::fs::write(s.prefix.join(id.to_string()), format!("file {id}")).unwrap();
     }
-    let odd: Vec<String> = ids.iter().filter(|i| *i % 2 == 1).map(u32::to_string).collect();
-    let even: Vec<String> = ids.iter().filter(|i| *i % 2 == 0).map(u32::to_string).collect();
+    let odd: Vec<String> = ids
+        .iter()
+        .filter(|i| *i % 2 == 1)
+        .map(u32::to_string)
+        .collect();
+    let even: Vec<String> = ids
+        .iter()
+        .filter(|i| *i % 2 == 0)
+        .map(u32::to_string)
+        .collect();
     // Two migrations to two pools: odd files on D01301L5, even files on D01302L5.
     s.operator(&["migrate", "-P", "pool1"], &odd);
     s.operator(&["migrate", "-P", "pool2"], &even);
@@ -481,7 +563,10 @@ async fn recalls_of_files_on_two_tapes_reach_ltfsdm_grouped_per_tape() {
     assert_eq!(recalls.len(), 2, "{recalls:?}");
     for files in &recalls {
         assert_eq!(files.len(), 6, "{recalls:?}");
-        assert!(files.iter().all(|f| tape_of(f) == tape_of(&files[0])), "{recalls:?}");
+        assert!(
+            files.iter().all(|f| tape_of(f) == tape_of(&files[0])),
+            "{recalls:?}"
+        );
     }
     let http = reqwest::Client::new();
     for id in [1, 12] {

@@ -13,6 +13,10 @@ use std::time::Duration;
 /// The message every server command prints, exiting 0, when `ltfsdmd` cannot be reached.
 pub(crate) const UNREACHABLE: &str = "Unable to connect to the LTFS Data Management server.";
 
+/// How long `ltfsdm help` may take at start-up (it needs no server: longer means a broken install or
+/// a sudo rule waiting for a password).
+const START_UP_CHECK_LIMIT: Duration = Duration::from_secs(60);
+
 /// How to start `ltfsdm`.
 #[derive(Debug, Clone)]
 pub(crate) struct Ltfsdm {
@@ -41,7 +45,8 @@ impl Output {
 
     /// The exit code as text (`signal` when there is none).
     pub(crate) fn code_text(&self) -> String {
-        self.code.map_or_else(|| "none (killed by a signal)".into(), |c| c.to_string())
+        self.code
+            .map_or_else(|| "none (killed by a signal)".into(), |c| c.to_string())
     }
 
     /// The last lines of stderr and stdout (the progress table ends stdout; messages go to either),
@@ -187,21 +192,22 @@ impl Ltfsdm {
                 source,
             }
         };
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<tempfile::TempPath> {
-            let file = tempfile::Builder::new()
-                .prefix("archiveinterface-ltfsdm-")
-                .suffix(".list")
-                .tempfile_in(&dir)?;
-            let mut out = std::io::BufWriter::new(file);
-            for path in &paths {
-                debug_assert!(!path.as_os_str().as_bytes().contains(&b'\n'));
-                out.write_all(path.as_os_str().as_bytes())?;
-                out.write_all(b"\n")?;
-            }
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            Ok(file.into_temp_path())
-        })
-        .await;
+        let written =
+            tokio::task::spawn_blocking(move || -> std::io::Result<tempfile::TempPath> {
+                let file = tempfile::Builder::new()
+                    .prefix("archiveinterface-ltfsdm-")
+                    .suffix(".list")
+                    .tempfile_in(&dir)?;
+                let mut out = std::io::BufWriter::new(file);
+                for path in &paths {
+                    debug_assert!(!path.as_os_str().as_bytes().contains(&b'\n'));
+                    out.write_all(path.as_os_str().as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                let file = out.into_inner().map_err(|e| e.into_error())?;
+                Ok(file.into_temp_path())
+            })
+            .await;
         match written {
             Ok(Ok(path)) => Ok(path),
             Ok(Err(e)) => Err(fail(e)),
@@ -210,7 +216,7 @@ impl Ltfsdm {
     }
 
     /// The start-up check: `ltfsdm help` must run and exit 0 (it needs no server). Blocking, bounded
-    /// by the timeout; the error names the command and says what it printed.
+    /// by [`START_UP_CHECK_LIMIT`]; the error names the command and says what it printed.
     pub(crate) fn check_runs(&self) -> Result<(), LtfsdmError> {
         let command = self.display(&["help"], false);
         let mut argv = self.head.iter();
@@ -226,7 +232,7 @@ impl Ltfsdm {
                 command: command.clone(),
                 source,
             })?;
-        let deadline = std::time::Instant::now() + self.timeout.min(Duration::from_secs(60));
+        let deadline = std::time::Instant::now() + START_UP_CHECK_LIMIT;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -238,7 +244,7 @@ impl Ltfsdm {
                     let _ = child.wait();
                     return Err(LtfsdmError::Timeout {
                         command,
-                        secs: self.timeout.min(Duration::from_secs(60)).as_secs(),
+                        secs: START_UP_CHECK_LIMIT.as_secs(),
                     });
                 }
                 Err(source) => return Err(LtfsdmError::Spawn { command, source }),

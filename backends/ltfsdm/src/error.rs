@@ -36,14 +36,13 @@ pub(crate) enum LtfsdmError {
     },
     #[error("LTFS DM file lists hold one path per line, so {key:?} (its name holds a newline) cannot be handed to ltfsdm")]
     NewlineInName { key: String },
-    #[error("LTFS DM did not {operation} {path}: its state is {state} after `{command}` ({outcome}): {output}")]
+    /// `ran` tells the command, how it ended and what it said about the file.
+    #[error("LTFS DM did not {operation} {path}: its state is {state} after {ran}")]
     NotDone {
         operation: &'static str,
         path: String,
         state: &'static str,
-        command: String,
-        outcome: String,
-        output: String,
+        ran: String,
     },
     #[error("`ltfsdm info files` reported nothing for {path} (LTFS DM skips files it cannot canonicalize)")]
     Skipped { path: String },

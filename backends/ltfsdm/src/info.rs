@@ -162,10 +162,7 @@ mod tests {
         let parsed = parse_info_files(text.as_bytes());
         let states: Vec<HsmState> = parsed.files.iter().map(FileInfo::state).collect();
         use HsmState::*;
-        assert_eq!(
-            states,
-            [Resident, Premigrated, Migrated, Unknown, Unknown]
-        );
+        assert_eq!(states, [Resident, Premigrated, Migrated, Unknown, Unknown]);
         assert_eq!(parsed.files[1].tapes.len(), 3);
         assert!(parsed.files[0].tapes.is_empty());
         assert_eq!(parsed.files[4].size, 5);
@@ -175,7 +172,9 @@ mod tests {
     fn other_lines_are_kept_apart_and_non_utf8_paths_parse() {
         let mut text = b"LTFSDMC0026E(0070): something else\n".to_vec();
         text.extend_from_slice(row('r', 1, 8, "-", "/fs/x").as_bytes());
-        text.extend_from_slice(b"r                    1                    8                    -  /fs/\xff\xfe\n");
+        text.extend_from_slice(
+            b"r                    1                    8                    -  /fs/\xff\xfe\n",
+        );
         let parsed = parse_info_files(&text);
         assert_eq!(parsed.other_lines.len(), 1);
         assert_eq!(parsed.files.len(), 2);

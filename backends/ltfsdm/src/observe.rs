@@ -58,22 +58,21 @@ impl Inner {
         let mut answers: Vec<Option<Result<Observed>>> = Vec::with_capacity(keys.len());
         let mut asked = Vec::new();
         for (i, (key, stat)) in keys.iter().zip(stats).enumerate() {
-            answers.push(match stat.and_then(|st| {
-                listable(key).map_err(LtfsdmError::into_core)?;
-                Ok(st)
-            }) {
-                Ok(st) => {
-                    asked.push((i, st));
-                    None
-                }
-                Err(e) => Some(Err(e)),
-            });
+            answers.push(
+                match stat.and_then(|st| {
+                    listable(key).map_err(LtfsdmError::into_core)?;
+                    Ok(st)
+                }) {
+                    Ok(st) => {
+                        asked.push((i, st));
+                        None
+                    }
+                    Err(e) => Some(Err(e)),
+                },
+            );
         }
         if !asked.is_empty() {
-            let paths = asked
-                .iter()
-                .map(|(i, _)| self.path_of(&keys[*i]))
-                .collect();
+            let paths = asked.iter().map(|(i, _)| self.path_of(&keys[*i])).collect();
             match self.info_files(paths).await {
                 Err(e) => {
                     for (i, _) in &asked {

@@ -68,7 +68,11 @@ impl Operation {
 
 impl Inner {
     /// Runs `op` on every key, `batch_files` keys per command; one outcome per key, in order.
-    pub(crate) async fn apply(self: &Arc<Self>, op: Operation, keys: &[Key]) -> Vec<KeyOutcome<()>> {
+    pub(crate) async fn apply(
+        self: &Arc<Self>,
+        op: Operation,
+        keys: &[Key],
+    ) -> Vec<KeyOutcome<()>> {
         let mut out = Vec::with_capacity(keys.len());
         for batch in keys.chunks(self.config.batch_files) {
             out.extend(self.apply_batch(op, batch).await);
@@ -150,9 +154,12 @@ impl Inner {
             operation: op.verb(),
             path: path.display().to_string(),
             state: state.as_str(),
-            command: ran.command(),
-            outcome: ran.outcome(),
-            output: ran.about(path.as_os_str().as_bytes()),
+            ran: format!(
+                "`{}` ({}): {}",
+                ran.command(),
+                ran.outcome(),
+                ran.about(path.as_os_str().as_bytes())
+            ),
         };
         Err(match ran {
             Ran::TimedOut(_) => Error::Unavailable {

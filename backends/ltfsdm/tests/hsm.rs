@@ -40,7 +40,10 @@ async fn migrate_refuses_reads_until_recalled_then_serves_the_exact_bytes() {
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     put(&s, &k, &data).await;
     let st = s.backend.status(&k).await.unwrap();
-    assert_eq!((st.state, st.bytes_per_level.clone()), (HsmState::Resident, vec![100_000]));
+    assert_eq!(
+        (st.state, st.bytes_per_level.clone()),
+        (HsmState::Resident, vec![100_000])
+    );
     assert_eq!(st.media(), "disk");
 
     ok_all(s.backend.migrate(std::slice::from_ref(&k)).await.unwrap());
@@ -56,7 +59,10 @@ async fn migrate_refuses_reads_until_recalled_then_serves_the_exact_bytes() {
         Err(Error::NotResident { .. })
     ));
     assert_eq!(
-        s.backend.placement(std::slice::from_ref(&k)).await.unwrap()[0].1.as_ref().unwrap(),
+        s.backend.placement(std::slice::from_ref(&k)).await.unwrap()[0]
+            .1
+            .as_ref()
+            .unwrap(),
         &Placement::Tape {
             volume: "D01301L5".into(),
             position: 0,
@@ -80,12 +86,21 @@ async fn migrate_refuses_reads_until_recalled_then_serves_the_exact_bytes() {
 
     // The commands as LTFS DM documents them, each with a file list that is gone afterwards.
     let calls = s.calls();
-    let argv: Vec<String> = calls.iter().map(|(a, _)| a[..a.len() - 1].join(" ")).collect();
-    assert!(argv.contains(&"migrate -P pool1 -f".to_string()), "{argv:?}");
+    let argv: Vec<String> = calls
+        .iter()
+        .map(|(a, _)| a[..a.len() - 1].join(" "))
+        .collect();
+    assert!(
+        argv.contains(&"migrate -P pool1 -f".to_string()),
+        "{argv:?}"
+    );
     assert!(argv.contains(&"recall -f".to_string()), "{argv:?}");
     assert!(argv.contains(&"info files -f".to_string()), "{argv:?}");
     let migrate = calls.iter().find(|(a, _)| a[0] == "migrate").unwrap();
-    assert_eq!(migrate.1, [s.backend.prefix().join(k.as_str()).to_str().unwrap()]);
+    assert_eq!(
+        migrate.1,
+        [s.backend.prefix().join(k.as_str()).to_str().unwrap()]
+    );
     assert_eq!(std::fs::read_dir(&s.lists).unwrap().count(), 0);
 }
 
@@ -96,17 +111,32 @@ async fn premigrate_keeps_the_file_readable_and_recall_to_resident_drops_the_cop
         .unwrap();
     let k = key("p");
     put(&s, &k, b"premigrated bytes").await;
-    ok_all(s.backend.premigrate(std::slice::from_ref(&k)).await.unwrap());
+    ok_all(
+        s.backend
+            .premigrate(std::slice::from_ref(&k))
+            .await
+            .unwrap(),
+    );
     let st = s.backend.status(&k).await.unwrap();
-    assert_eq!((st.state, st.bytes_per_level.clone()), (HsmState::Premigrated, vec![17, 17]));
+    assert_eq!(
+        (st.state, st.bytes_per_level.clone()),
+        (HsmState::Premigrated, vec![17, 17])
+    );
     assert_eq!(read(&s, &k, ReadRange::All).await, b"premigrated bytes");
     ok_all(s.backend.migrate(std::slice::from_ref(&k)).await.unwrap());
     ok_all(s.backend.recall(std::slice::from_ref(&k)).await.unwrap());
-    assert_eq!(s.backend.status(&k).await.unwrap().state, HsmState::Resident);
+    assert_eq!(
+        s.backend.status(&k).await.unwrap().state,
+        HsmState::Resident
+    );
     assert_eq!(read(&s, &k, ReadRange::All).await, b"premigrated bytes");
     let calls = s.calls();
-    assert!(calls.iter().any(|(a, _)| a.starts_with(&["migrate".into(), "-p".into()])));
-    assert!(calls.iter().any(|(a, _)| a.starts_with(&["recall".into(), "-r".into()])));
+    assert!(calls
+        .iter()
+        .any(|(a, _)| a.starts_with(&["migrate".into(), "-p".into()])));
+    assert!(calls
+        .iter()
+        .any(|(a, _)| a.starts_with(&["recall".into(), "-r".into()])));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +151,10 @@ async fn a_partial_failure_is_answered_per_file_and_a_missing_file_is_not_droppe
     assert_eq!(out.len(), 4);
     assert!(out[0].1.is_ok() && out[3].1.is_ok(), "{out:?}");
     let bad = out[1].1.as_ref().unwrap_err().to_string();
-    assert!(bad.contains("did not migrate") && bad.contains("resident") && bad.contains("exit code 1"), "{bad}");
+    assert!(
+        bad.contains("did not migrate") && bad.contains("resident") && bad.contains("exit code 1"),
+        "{bad}"
+    );
     assert!(matches!(out[2].1, Err(Error::NotFound { .. })), "{out:?}");
     let states = s.backend.status_many(&keys).await;
     assert_eq!(states[0].1.as_ref().unwrap().state, HsmState::Migrated);
@@ -131,7 +164,10 @@ async fn a_partial_failure_is_answered_per_file_and_a_missing_file_is_not_droppe
     // Every file failing: exit 2, each answered.
     let out = s.backend.migrate(&keys[1..3]).await.unwrap();
     assert!(out.iter().all(|(_, r)| r.is_err()), "{out:?}");
-    assert_eq!(s.calls().iter().filter(|(a, _)| a[0] == "migrate").count(), 2);
+    assert_eq!(
+        s.calls().iter().filter(|(a, _)| a[0] == "migrate").count(),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,14 +181,20 @@ async fn an_unreachable_server_fails_every_file_as_unavailable_and_nothing_chang
         s.backend.recall(std::slice::from_ref(&k)).await.unwrap(),
     ] {
         match &out[0].1 {
-            Err(Error::Unavailable { message, retry_after }) => {
+            Err(Error::Unavailable {
+                message,
+                retry_after,
+            }) => {
                 assert!(message.contains("Unable to connect"), "{message}");
                 assert!(retry_after.is_some());
             }
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(s.backend.status(&k).await.unwrap().state, HsmState::Resident);
+    assert_eq!(
+        s.backend.status(&k).await.unwrap().state,
+        HsmState::Resident
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +214,10 @@ async fn a_command_that_runs_out_of_time_is_stopped_and_its_files_checked() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.backend.status(&k).await.unwrap().state, HsmState::Resident);
+    assert_eq!(
+        s.backend.status(&k).await.unwrap().state,
+        HsmState::Resident
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,10 +232,16 @@ async fn operations_and_status_go_in_batches_of_batch_files() {
     ok_all(s.backend.migrate(&keys).await.unwrap());
     let before = s.calls().len();
     let states = s.backend.status_many(&keys).await;
-    assert!(states.iter().all(|(_, st)| st.as_ref().unwrap().state == HsmState::Migrated));
+    assert!(states
+        .iter()
+        .all(|(_, st)| st.as_ref().unwrap().state == HsmState::Migrated));
     let calls = s.calls();
     let sizes = |op: &str, calls: &[(Vec<String>, Vec<String>)]| -> Vec<usize> {
-        calls.iter().filter(|(a, _)| a[0] == op).map(|(_, f)| f.len()).collect()
+        calls
+            .iter()
+            .filter(|(a, _)| a[0] == op)
+            .map(|(_, f)| f.len())
+            .collect()
     };
     assert_eq!(sizes("migrate", &calls), [3, 3, 1]);
     assert_eq!(sizes("info", &calls[before..]), [3, 3, 1]);
@@ -221,5 +272,8 @@ fn a_binary_that_does_not_run_stops_the_open_naming_it() {
     let e = archive_ltfsdm::LtfsdmBackend::open(dir.path().join("p"), config)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("/nonexistent/ltfsdm") && e.contains("does not run"), "{e}");
+    assert!(
+        e.contains("/nonexistent/ltfsdm") && e.contains("does not run"),
+        "{e}"
+    );
 }
