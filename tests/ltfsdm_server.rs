@@ -3,7 +3,8 @@
 //! first (the double leaves zeros in its place) with exact bytes and ranges; the SwiftHLM flow with
 //! names holding spaces, quotes and Unicode; partial failures per object; an unreachable LTFS DM server
 //! (503, a retried HLM request, nothing marked migrated); a missing binary at start-up; 10,000 files in
-//! one HLM request in batched commands; recalls of two tapes sent to ltfsdm grouped per tape.
+//! one HLM request in batched commands; recalls of two tapes sent to ltfsdm grouped per tape; a server
+//! and a standalone dispatcher sharing the managed file system.
 
 mod common;
 
@@ -31,17 +32,20 @@ fn double() -> PathBuf {
 
 struct Ltfsdm {
     server: ServerProcess,
+    /// The prefix as given to the server, and canonical.
+    given_prefix: PathBuf,
     prefix: PathBuf,
     state: PathBuf,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 fn start(ltfsdm_extra: &str) -> Ltfsdm {
-    start_with(ltfsdm_extra, |_| {})
+    start_with(ltfsdm_extra, &[], |_| {})
 }
 
-/// Starts the server after `prepare` has put what it wants on the managed file system.
-fn start_with(ltfsdm_extra: &str, prepare: impl FnOnce(&Path)) -> Ltfsdm {
+/// Starts the server (with `env`) after `prepare` has put what it wants on the managed file system.
+fn start_with(ltfsdm_extra: &str, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Ltfsdm {
     let dir = tempfile::tempdir().unwrap();
     let (prefix, state, lists) = (
         dir.path().join("managed"),
@@ -87,12 +91,16 @@ reseller_admin = true
     )
     .unwrap();
     let mut command = Command::new(binary());
-    command.env("LTFSDM_DOUBLE_STATE", &state);
+    command
+        .env("LTFSDM_DOUBLE_STATE", &state)
+        .envs(env.iter().copied());
     let server = ServerProcess::start_with(command, &prefix, &["-c", config.to_str().unwrap()]);
     Ltfsdm {
         server,
         prefix: std::fs::canonicalize(&prefix).unwrap(),
+        given_prefix: prefix,
         state,
+        config,
         _dir: dir,
     }
 }
@@ -491,7 +499,7 @@ fn a_missing_ltfsdm_binary_stops_start_up_naming_it() {
 async fn ten_thousand_files_in_one_hlm_request_go_in_batched_commands() {
     // A container of 10,000 objects already on the managed file system (with the container record
     // of an earlier version): the server indexes them at start-up.
-    let s = start_with("batch_files = 2500", |prefix| {
+    let s = start_with("batch_files = 2500", &[], |prefix| {
         let record = prefix.join(".archiveinterface-swift/.swift/containers/AUTH_test/big");
         std::fs::create_dir_all(record.parent().unwrap()).unwrap();
         std::fs::write(&record, r#"{"created_ns": 0, "headers": {}}"#).unwrap();
@@ -580,4 +588,52 @@ async fn recalls_of_files_on_two_tapes_reach_ltfsdm_grouped_per_tape() {
             .unwrap();
         assert_eq!(body, format!("file {id}"));
     }
+}
+
+/// A process that is killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_and_a_standalone_dispatcher_share_the_managed_file_system() {
+    // State lives in LTFS DM: the split set-up (refused on the tiered backend) is allowed.
+    let s = start_with("", &[("ARCHIVEINTERFACE_HLM__DISPATCHER", "false")], |_| {});
+    let _dispatcher = Killed(
+        Command::new(binary())
+            .args(["-c", s.config.to_str().unwrap()])
+            .args(["--prefix", s.given_prefix.to_str().unwrap(), "dispatcher"])
+            .env("LTFSDM_DOUBLE_STATE", &s.state)
+            .env_remove("ARCHIVEINTERFACE_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{}/1", s.server.url))
+        .body("shared")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let admin = login(&s.server.url, "admin:root", "rootkey").await;
+    let url = admin
+        .submit("/hlm/v1/migrate", serde_json::json!({"ids": [1]}))
+        .await;
+    admin
+        .wait_for(&url, Duration::from_secs(60), |v| v["state"] == "done")
+        .await;
+    let headers = head(&http, &format!("{}/1", s.server.url)).await;
+    assert_eq!(h(&headers, "x-pacifica-hsm-state"), "migrated");
+    assert_eq!(s.calls("migrate").len(), 1);
+    // The standalone dispatcher ran it: the server only queued it.
+    let log = s.server.log_text();
+    assert!(!log.contains("executing HLM request"), "{log}");
 }
