@@ -484,7 +484,7 @@ async fn an_unreachable_ltfsdm_server_gives_503_and_a_retried_request_that_migra
 }
 
 #[test]
-fn a_missing_ltfsdm_binary_stops_start_up_naming_it() {
+fn a_missing_ltfsdm_binary_or_a_bad_pool_list_stops_start_up_naming_it() {
     let err = refuse_to_start(
         &["-t", "ltfsdm"],
         &[("ARCHIVEINTERFACE_LTFSDM__BINARY", "/opt/nowhere/ltfsdm")],
@@ -493,6 +493,12 @@ fn a_missing_ltfsdm_binary_stops_start_up_naming_it() {
         err.contains("/opt/nowhere/ltfsdm") && err.contains("does not run"),
         "{err}"
     );
+    // A configuration ltfsdm would refuse later is refused at start-up, naming the key.
+    let err = refuse_to_start(
+        &["-t", "ltfsdm"],
+        &[("ARCHIVEINTERFACE_LTFSDM__POOLS", r#"["a", "b", "c", "d"]"#)],
+    );
+    assert!(err.contains("ltfsdm.pools"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

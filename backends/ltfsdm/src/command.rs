@@ -271,3 +271,42 @@ impl Ltfsdm {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(stdout: &str, stderr: &str) -> Output {
+        Output {
+            command: "ltfsdm recall -f <list>".into(),
+            code: Some(0),
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: stderr.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_unreachable_message_counts_on_either_stream_with_its_message_id() {
+        let said = format!("LTFSDMC0026E(0070): {UNREACHABLE}\n");
+        assert!(output(&said, "").unreachable());
+        assert!(output("", &said).unreachable());
+        assert!(!output("3 file name(s) sent", "").unreachable());
+    }
+
+    #[test]
+    fn excerpts_keep_the_end_of_long_output_and_name_the_stream() {
+        let long = format!("{}the end", "x".repeat(5000));
+        let text = output(&long, "").excerpt();
+        assert!(
+            text.starts_with("stdout: ...") && text.ends_with("the end"),
+            "{text}"
+        );
+        assert!(text.len() < 2100);
+        assert_eq!(output("", "").excerpt(), "no output");
+        let progress = output("\r2 file name(s) sent\r--- done ---", "oops").excerpt();
+        assert_eq!(
+            progress,
+            "stderr: oops; stdout: 2 file name(s) sent\n--- done ---"
+        );
+    }
+}
