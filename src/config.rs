@@ -344,7 +344,7 @@ impl Config {
             if let Some((_, section)) = NOT_YET_AVAILABLE.iter().find(|(name, _)| *name == kind) {
                 return Err(ConfigError(format!(
                     "key `type` = {kind:?}: the {kind} backend is not available yet (available: \
-                     posix, tiered, hpss); its [{section}] settings are read and kept for it"
+                     posix, tiered, hpss, ltfsdm); its [{section}] settings are read and kept for it"
                 )));
             }
         }
