@@ -114,4 +114,14 @@ sitename = \"test.site\"
 stage_poll_ms = 50
 " -t hpss --use-id2filename
 
+# LTFS DM (-t ltfsdm) with the project's ltfsdm test double standing for the real client; its state
+# lives in a directory of this run, named through the command prefix as a sudo rule would be.
+mkdir -p "$work/ltfsdm-state" "$work/ltfsdm-lists"
+deployment_suite ltfsdm 33554432 200 "
+[ltfsdm]
+binary = \"$root/backends/ltfsdm/double/ltfsdm\"
+pools = [\"pool1\"]
+command_prefix = [\"env\", \"LTFSDM_DOUBLE_STATE=$work/ltfsdm-state\"]
+list_dir = \"$work/ltfsdm-lists\"" -t ltfsdm
+
 say "all tests passed"

@@ -47,7 +47,7 @@ pub enum Command {
 /// Configuration keys settable by flag. Only the flags given are merged over the other sources.
 #[derive(Debug, Default, Clone, clap::Args, Serialize)]
 pub struct FlagOverrides {
-    /// Backend type: posix or tiered.
+    /// Backend type: posix, tiered, hpss or ltfsdm.
     #[arg(short = 't', long = "type", global = true)]
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,

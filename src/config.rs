@@ -21,6 +21,9 @@ pub enum BackendType {
     Tiered,
     /// IBM HPSS through its client library; `prefix` is a path in the HPSS name space (`[hpss]`).
     Hpss,
+    /// LTFS Data Management: `prefix` on the managed file system, HSM work through `ltfsdm`
+    /// (`[ltfsdm]`).
+    Ltfsdm,
 }
 
 /// Log output format.
@@ -82,6 +85,8 @@ pub struct Config {
     /// The HPSS backend (`[hpss]`: `library`, and the reference's `user`, `auth`, `sitename`,
     /// `accept_latency`), used with `type = "hpss"`.
     pub hpss: archive_hpss::HpssConfig,
+    /// How to drive LTFS Data Management (`[ltfsdm]`, used with `type = "ltfsdm"`).
+    pub ltfsdm: archive_ltfsdm::LtfsdmConfig,
     /// `[hsm_sideband]` (the reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`,
     /// `port`): kept as given for the Oracle HSM sideband backend, which is not available yet.
     pub hsm_sideband: figment::value::Dict,
@@ -257,6 +262,7 @@ impl Default for Config {
             hsm: HsmConfig::default(),
             hlm: HlmConfig::default(),
             tiered: archive_tiered::TieredConfig::default(),
+            ltfsdm: archive_ltfsdm::LtfsdmConfig::default(),
             hpss: archive_hpss::HpssConfig::default(),
             hsm_sideband: figment::value::Dict::new(),
         }
@@ -364,7 +370,7 @@ impl Config {
             if let Some((_, section)) = NOT_YET_AVAILABLE.iter().find(|(name, _)| *name == kind) {
                 return Err(ConfigError(format!(
                     "key `type` = {kind:?}: the {kind} backend is not available yet (available: \
-                     posix, tiered, hpss); its [{section}] settings are read and kept for it"
+                     posix, tiered, hpss, ltfsdm); its [{section}] settings are read and kept for it"
                 )));
             }
         }
@@ -447,6 +453,9 @@ impl Config {
         }
         if let Err(e) = self.hpss.validate() {
             return Err(ConfigError(e));
+        }
+        if let Err(e) = self.ltfsdm.validate() {
+            return Err(ConfigError(e.to_string()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());

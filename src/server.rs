@@ -75,6 +75,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
         BackendType::Posix => "posix",
         BackendType::Tiered => "tiered",
         BackendType::Hpss => "hpss",
+        BackendType::Ltfsdm => "ltfsdm",
     };
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Backend {
         backend: name,
@@ -114,6 +115,20 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
                 OpenedBackend {
                     backend: backend.clone(),
                     tiered: Some(backend),
+                },
+                root,
+            )
+        }
+        BackendType::Ltfsdm => {
+            // Checks that the ltfsdm client runs (start-up stops naming it otherwise).
+            let backend =
+                archive_ltfsdm::LtfsdmBackend::open(config.prefix.clone(), config.ltfsdm.clone())
+                    .map_err(|e| fail(e.into()))?;
+            let root = backend.prefix().to_path_buf();
+            (
+                OpenedBackend {
+                    backend: Arc::new(backend),
+                    tiered: None,
                 },
                 root,
             )
