@@ -60,14 +60,21 @@ async fn concurrent_puts_are_durable_when_acknowledged(use_id2filename: bool, id
                     .unwrap();
                 let response = router.oneshot(request).await.unwrap();
                 // The answer exists now and nothing of it has been sent: take the record here.
-                (id, response.status().as_u16(), archive_posix::durability_events())
+                let events = archive_posix::durability_events();
+                let (status, _, body) = common::read(response).await;
+                (
+                    id,
+                    status,
+                    events,
+                    String::from_utf8_lossy(&body).into_owned(),
+                )
             })
         })
         .collect();
     let mut checked = 0;
     for task in tasks {
-        let (id, status, events) = task.await.unwrap();
-        assert_eq!(status, 201, "PUT /{id}");
+        let (id, status, events, body) = task.await.unwrap();
+        assert_eq!(status, 201, "PUT /{id}: {body}");
         let rel = if use_id2filename {
             archive_core::id2filename(id as i128)
         } else {
@@ -90,7 +97,9 @@ async fn no_201_before_the_data_and_directory_fsyncs_with_32_writers_in_one_dire
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_201_before_the_data_and_directory_fsyncs_over_the_id2filename_tree() {
     // Neighbouring ids share leaf directories; far ones do not.
-    let ids = (0..48).map(|i| 0x10_0000 + i).chain((0..48).map(|i| i * 0x1_0001 + 7));
+    let ids = (0..48)
+        .map(|i| 0x10_0000 + i)
+        .chain((0..48).map(|i| 0x3000_0000 + i * 0x1_0101));
     concurrent_puts_are_durable_when_acknowledged(true, ids.collect()).await;
 }
 

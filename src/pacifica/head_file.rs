@@ -12,7 +12,10 @@ pub(super) async fn head_file(state: &AppState, key: &Key) -> ApiResult<Response
     let status = state.backend.status(key).await?;
     let mut headers = HeaderMap::with_capacity(12);
     let fixed = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     };
     let set = |headers: &mut HeaderMap, name: &'static str, value: String| {
         // Values come from numbers and our own paths; a path with bytes a header cannot carry is
@@ -34,7 +37,11 @@ pub(super) async fn head_file(state: &AppState, key: &Key) -> ApiResult<Response
         "x-pacifica-bytes-per-level",
         python_tuple(&status.bytes_per_level),
     );
-    fixed(&mut headers, "x-pacifica-file-storage-media", status.media());
+    fixed(
+        &mut headers,
+        "x-pacifica-file-storage-media",
+        status.media(),
+    );
     fixed(&mut headers, "x-pacifica-hsm-state", status.state.as_str());
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }

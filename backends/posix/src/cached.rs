@@ -41,7 +41,7 @@ pub fn answered_inline() -> u64 {
 /// `statfs` magic), whose stat of an open file and cached read never wait for a device.
 pub(crate) fn may_answer_inline(dir: &impl std::os::fd::AsFd) -> bool {
     const LOCAL: [i64; 7] = [
-        0xEF53,     // ext2/3/4
+        0xEF53,      // ext2/3/4
         0x5846_5342, // xfs
         0x9123_683E, // btrfs
         0x0102_1994, // tmpfs

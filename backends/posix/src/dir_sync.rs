@@ -185,7 +185,10 @@ mod tests {
                  that started after its change: {syncs:?}"
             );
         }
-        assert!(lock(&GROUPS).get(&id).is_none(), "the group outlived its users");
+        assert!(
+            lock(&GROUPS).get(&id).is_none(),
+            "the group outlived its users"
+        );
     }
 
     #[test]
@@ -199,7 +202,11 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "a later change is synced anew");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a later change is synced anew"
+        );
     }
 
     #[test]

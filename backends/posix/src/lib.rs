@@ -33,9 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[doc(hidden)]
-pub use beneath::{
-    durability_events, force_component_walk, record_syncs, synced, DurabilityEvent,
-};
+pub use beneath::{durability_events, force_component_walk, record_syncs, synced, DurabilityEvent};
 #[doc(hidden)]
 pub use cached::answered_inline;
 pub use instance::INSTANCES_DIR;

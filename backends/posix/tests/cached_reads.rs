@@ -50,7 +50,11 @@ async fn cached_files_are_answered_inline_and_the_rest_by_the_pool() {
     // Just written, so cached: data and status without the pool.
     let before = answered_inline();
     assert_eq!(read_all(&b, &key, ReadRange::All).await, data);
-    assert_eq!(answered_inline(), before + 1, "a cached GET went to the pool");
+    assert_eq!(
+        answered_inline(),
+        before + 1,
+        "a cached GET went to the pool"
+    );
     let range = ReadRange::From {
         start: 100,
         end: Some(200),
@@ -58,7 +62,11 @@ async fn cached_files_are_answered_inline_and_the_rest_by_the_pool() {
     assert_eq!(read_all(&b, &key, range).await, &data[100..200]);
     let status = b.status(&key).await.unwrap();
     assert_eq!(status.size, 4096);
-    assert_eq!(answered_inline(), before + 3, "a cached HEAD went to the pool");
+    assert_eq!(
+        answered_inline(),
+        before + 3,
+        "a cached HEAD went to the pool"
+    );
 
     // Not in the page cache: the non-waiting read refuses, the pool reads it, same bytes.
     if evict(&b.path_of(&key)) {
