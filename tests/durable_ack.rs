@@ -27,15 +27,11 @@ fn check_durable(events: &[DurabilityEvent], file: &Path) -> Result<(), String> 
         .iter()
         .position(|e| *e == DurabilityEvent::Linked(dir_id, name.to_string()))
         .ok_or_else(|| format!("no rename of {name} recorded"))?;
-    let data_synced = events[..linked]
-        .iter()
-        .any(|e| *e == DurabilityEvent::Synced(file_id));
+    let data_synced = events[..linked].contains(&DurabilityEvent::Synced(file_id));
     if !data_synced {
         return Err(format!("{name} was linked in before its data was fsynced"));
     }
-    let dir_synced = events[linked + 1..]
-        .iter()
-        .any(|e| *e == DurabilityEvent::Synced(dir_id));
+    let dir_synced = events[linked + 1..].contains(&DurabilityEvent::Synced(dir_id));
     if !dir_synced {
         return Err(format!(
             "no fsync of the directory of {name} returned after its rename"

@@ -49,6 +49,8 @@ pub(crate) fn may_answer_inline(dir: &impl std::os::fd::AsFd) -> bool {
         0x2FC1_2FC1, // zfs
         0xCA45_1A4E, // bcachefs
     ];
+    // `f_type`'s integer type differs between platforms.
+    #[allow(clippy::unnecessary_cast)]
     rustix::fs::fstatfs(dir).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
 }
 

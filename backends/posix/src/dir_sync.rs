@@ -18,8 +18,11 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
-/// The directories some write is syncing now, by `(device, inode)`; an entry lives while it has users.
-static GROUPS: LazyLock<Mutex<HashMap<(u64, u64), Arc<Group>>>> = LazyLock::new(Default::default);
+/// A directory, by `(device, inode)`.
+type DirId = (u64, u64);
+
+/// The directories some write is syncing now; an entry lives while it has users.
+static GROUPS: LazyLock<Mutex<HashMap<DirId, Arc<Group>>>> = LazyLock::new(Default::default);
 
 /// The fsync state of one directory.
 #[derive(Default)]
@@ -55,7 +58,7 @@ pub(crate) fn sync_after_change(dir: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// The group commit for the directory `id`, with `sync` as its fsync.
-fn sync_shared(id: (u64, u64), sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+fn sync_shared(id: DirId, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
     let group = {
         let mut groups = lock(&GROUPS);
         let group = Arc::clone(groups.entry(id).or_default());
