@@ -77,9 +77,12 @@ pub(super) async fn get_file(
     };
     let mut response = Response::builder()
         .status(status)
-        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        )
         .header(header::CONTENT_LENGTH, len)
-        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"))
         .header(header::ETAG, etag(&got.status))
         .header(
             header::LAST_MODIFIED,

@@ -10,6 +10,9 @@
 //! Directories created on the way to a new file are made durable here too: each one is fsynced into
 //! its parent, so that a file acknowledged after its own directory's fsync cannot vanish with a
 //! directory entry above it that never reached the disk.
+//!
+//! [`open_cached`] is the same resolution restricted to what the kernel has cached (`RESOLVE_CACHED`),
+//! for callers on the async threads that must never wait for a disk.
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -24,9 +27,19 @@ use std::sync::{Arc, Mutex};
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 /// Test hook: resolve with the component walk even where `openat2` exists.
 static FORCE_WALK: AtomicBool = AtomicBool::new(false);
-/// Test hook: `(device, inode)` of every file and directory fsynced, while recording is on.
-static SYNCED: Mutex<Option<Vec<(u64, u64)>>> = Mutex::new(None);
+/// Test hook: every fsync and every name linked in, in the order they returned, while recording is on.
+static EVENTS: Mutex<Option<Vec<DurabilityEvent>>> = Mutex::new(None);
 static RECORD_SYNCS: AtomicBool = AtomicBool::new(false);
+
+/// One step that makes a write durable, as recorded for tests (see [`record_syncs`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurabilityEvent {
+    /// An fsync of the file or directory `(device, inode)` returned successfully.
+    Synced((u64, u64)),
+    /// The rename that linked `name` into the directory `(device, inode)` returned successfully.
+    Linked((u64, u64), String),
+}
 
 /// Makes every later resolution use the `O_NOFOLLOW` component walk instead of `openat2`, as on a
 /// kernel without it. For tests of that path; process-wide.
@@ -35,18 +48,51 @@ pub fn force_component_walk() {
     FORCE_WALK.store(true, Ordering::Relaxed);
 }
 
-/// Starts recording the `(device, inode)` of every file and directory the backend fsyncs. For tests
-/// that check what is made durable; process-wide.
+/// Starts recording the `(device, inode)` of every file and directory the backend fsyncs, and every
+/// name it links in, in order. For tests that check what is made durable and when; process-wide.
 #[doc(hidden)]
 pub fn record_syncs() {
-    SYNCED.lock().unwrap().get_or_insert_with(Vec::new);
+    EVENTS.lock().unwrap().get_or_insert_with(Vec::new);
     RECORD_SYNCS.store(true, Ordering::Relaxed);
 }
 
 /// What was fsynced since [`record_syncs`], as `(device, inode)`.
 #[doc(hidden)]
 pub fn synced() -> Vec<(u64, u64)> {
-    SYNCED.lock().unwrap().clone().unwrap_or_default()
+    durability_events()
+        .into_iter()
+        .filter_map(|event| match event {
+            DurabilityEvent::Synced(id) => Some(id),
+            DurabilityEvent::Linked(..) => None,
+        })
+        .collect()
+}
+
+/// Every fsync and link since [`record_syncs`], in the order they returned.
+#[doc(hidden)]
+pub fn durability_events() -> Vec<DurabilityEvent> {
+    EVENTS.lock().unwrap().clone().unwrap_or_default()
+}
+
+fn record(event: impl FnOnce() -> io::Result<DurabilityEvent>) -> io::Result<()> {
+    if RECORD_SYNCS.load(Ordering::Relaxed) {
+        let event = event()?;
+        if let Some(log) = EVENTS.lock().unwrap().as_mut() {
+            log.push(event);
+        }
+    }
+    Ok(())
+}
+
+/// Records (for tests) that `name` was just linked into `dir`.
+pub(crate) fn record_link(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    record(|| {
+        let st = rustix::fs::fstat(dir)?;
+        Ok(DurabilityEvent::Linked(
+            (st.st_dev, st.st_ino),
+            name.to_string(),
+        ))
+    })
 }
 
 /// Whether an error is the refusal of a symlink on the way (`ELOOP`).
@@ -60,6 +106,8 @@ pub(crate) fn is_symlink_refusal(e: &io::Error) -> bool {
 pub(crate) struct RootDir {
     path: PathBuf,
     fd: Arc<OwnedFd>,
+    /// Whether cached files may be answered on async threads (see [`crate::cached`]).
+    inline: bool,
 }
 
 impl RootDir {
@@ -72,8 +120,14 @@ impl RootDir {
         )?;
         Ok(RootDir {
             path,
+            inline: crate::cached::may_answer_inline(&fd),
             fd: Arc::new(fd),
         })
+    }
+
+    /// Whether cached files under this root may be answered on async threads (a local file system).
+    pub(crate) fn answers_inline(&self) -> bool {
+        self.inline
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -138,6 +192,24 @@ pub(crate) fn open_beneath(base: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io
         }
     }
     walk(base, rel, flags)
+}
+
+/// Opens `rel` beneath `base` like [`open_beneath`], but only if every component is in the kernel's
+/// lookup cache and on `base`'s own file system (`RESOLVE_CACHED | RESOLVE_NO_XDEV`): such an open never
+/// waits for a disk, so it may run on an async thread. `None` whenever that is not certain (not
+/// cached, no `openat2`, a symlink, a mount point, any error at all): the caller then resolves the
+/// path on the blocking pool, which gives the precise answer.
+pub(crate) fn open_cached(base: BorrowedFd<'_>, rel: &str, flags: OFlags) -> Option<OwnedFd> {
+    if FORCE_WALK.load(Ordering::Relaxed) || NO_OPENAT2.load(Ordering::Relaxed) || rel.is_empty() {
+        return None;
+    }
+    let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let resolve = ResolveFlags::BENEATH
+        | ResolveFlags::NO_SYMLINKS
+        | ResolveFlags::NO_MAGICLINKS
+        | ResolveFlags::NO_XDEV
+        | ResolveFlags::CACHED;
+    rustix::fs::openat2(base, rel, flags, Mode::empty(), resolve).ok()
 }
 
 /// The `O_NOFOLLOW` walk: each directory is opened relative to the one before.
@@ -216,13 +288,10 @@ pub(crate) fn sync_file(file: &File) -> io::Result<()> {
 
 fn sync(fd: BorrowedFd<'_>) -> io::Result<()> {
     rustix::fs::fsync(fd)?;
-    if RECORD_SYNCS.load(Ordering::Relaxed) {
+    record(|| {
         let st = rustix::fs::fstat(fd)?;
-        if let Some(log) = SYNCED.lock().unwrap().as_mut() {
-            log.push((st.st_dev, st.st_ino));
-        }
-    }
-    Ok(())
+        Ok(DurabilityEvent::Synced((st.st_dev, st.st_ino)))
+    })
 }
 
 /// Splits a relative path into its directory ("" at the top) and its last name.

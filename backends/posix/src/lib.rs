@@ -2,13 +2,17 @@
 //! target directory and linked in only when complete and durable; reads stream from a reader thread.
 //!
 //! Module map: [`beneath`] (every path resolved from the root's handle, never through a symlink; new
-//! directories made durable), [`staging`] (atomic, durable, write-once writes), [`adopt`] (PATCH: moving
-//! a checked server-side file in), [`reader`] (streaming reads), [`walk`] (listing and the start-up
+//! directories made durable), [`staging`] (atomic, durable, write-once writes), [`dir_sync`] (one
+//! directory fsync shared by concurrent writes), [`adopt`] (PATCH: moving a checked server-side file
+//! in), [`reader`] (streaming reads), [`cached`] (reads and stats of cached files answered without the
+//! blocking pool), [`walk`] (listing and the start-up
 //! sweep of interrupted writes), [`instance`] (which process owns a partial file, so that several
 //! processes can share a prefix), [`error`] (precise private errors).
 
 mod adopt;
 mod beneath;
+mod cached;
+mod dir_sync;
 mod error;
 mod instance;
 mod reader;
@@ -29,7 +33,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[doc(hidden)]
-pub use beneath::{force_component_walk, record_syncs, synced};
+pub use beneath::{durability_events, force_component_walk, record_syncs, synced, DurabilityEvent};
+#[doc(hidden)]
+pub use cached::answered_inline;
 pub use instance::INSTANCES_DIR;
 pub use staging::{is_partial_name, CHUNK_SIZE};
 pub use walk::{sweep_partials, STATE_DIR_PREFIX};
@@ -179,10 +185,16 @@ impl ArchiveBackend for PosixBackend {
     }
 
     async fn get(&self, key: &Key, range: ReadRange) -> Result<GetResult> {
+        if let Some(answer) = cached::read(&self.root, key, range) {
+            return answer;
+        }
         reader::open(key.clone(), self.root.clone(), range).await
     }
 
     async fn status(&self, key: &Key) -> Result<FileStatus> {
+        if let Some(answer) = cached::status(&self.root, key) {
+            return answer;
+        }
         let (key, backend) = (key.clone(), self.clone());
         blocking(move || {
             let path = backend.path_of(&key);

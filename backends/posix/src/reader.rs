@@ -1,6 +1,7 @@
 //! Streaming reads: the file is opened and checked on the blocking pool (so a missing file is an error
 //! before any byte is sent), then read one chunk per blocking trip, one chunk ahead of the network.
-//! Ranges up to one chunk are read at open time, so a small GET costs one blocking trip.
+//! Ranges up to one chunk are read at open time, so a small GET costs one blocking trip, and none at
+//! all when the file is cached (see [`crate::cached`]).
 
 use crate::beneath::RootDir;
 use crate::error::PosixError;

@@ -2,7 +2,8 @@
 //!
 //! A body is written to a hidden partial file in the target directory, fsynced, given its mtime and mode
 //! 0444, then linked in under its name with `renameat2(RENAME_NOREPLACE)` (or a plain rename when
-//! overwriting), and the directory is fsynced. Until that last step nothing is visible under the key; a
+//! overwriting), and the directory is fsynced (one fsync for concurrent writes into it, see
+//! [`crate::dir_sync`]). Until that last step nothing is visible under the key; a
 //! partial file is removed by `Drop` on every error path, and by [`crate::sweep_partials`] after a crash.
 //! The target directory is resolved (and created, durably) through [`crate::beneath`], so a write never
 //! lands outside the prefix through a symlink; every later step works on that directory's handle.
@@ -97,7 +98,8 @@ impl TargetDir {
     }
 
     /// Links the file called `partial` in this directory in under the key's name, then fsyncs the
-    /// directory. Without `overwrite` a taken name is `AlreadyExists`.
+    /// directory (an fsync shared with concurrent writes into it, see [`crate::dir_sync`]). Without
+    /// `overwrite` a taken name is `AlreadyExists`.
     pub(crate) fn link_in(&self, partial: &str, overwrite: bool) -> Result<()> {
         let (dir, key) = (self.dir.as_fd(), &self.key);
         link_in(dir, partial, dir, &self.name, overwrite).map_err(|e| {
@@ -110,7 +112,9 @@ impl TargetDir {
                     .into_core(key)
             }
         })?;
-        beneath::sync_dir(dir).map_err(|e| PosixError::Sync(self.path.clone(), e).into_core(key))
+        beneath::record_link(dir, &self.name)
+            .and_then(|()| crate::dir_sync::sync_after_change(dir))
+            .map_err(|e| PosixError::Sync(self.path.clone(), e).into_core(key))
     }
 }
 
