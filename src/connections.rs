@@ -68,12 +68,15 @@ pub async fn serve_connections(
     loop {
         // Reap finished connections so the set only holds live ones.
         while connections.try_join_next().is_some() {}
-        if burst.drained(connections.len()) {
-            tokio::task::spawn_blocking(release_free_memory);
-        }
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            _ = look.tick() => continue,
+            _ = look.tick() => {
+                while connections.try_join_next().is_some() {}
+                if burst.drained(connections.len()) {
+                    tokio::task::spawn_blocking(release_free_memory);
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {

@@ -3,22 +3,26 @@
 //! peak size for good; once most of a burst has closed, the free pages are handed back.
 #![allow(unsafe_code)]
 
-/// Connections open at the peak of a burst worth trimming after.
-const BURST: usize = 256;
+/// Connections closed since the last trim that make one worth it.
+const CLOSED_WORTH_TRIMMING: usize = 128;
 
-/// Watches the number of open connections and says when a burst has drained.
+/// Looks at the number of open connections now and then and says when enough have closed, with no
+/// new burst building up, for their freed memory to be worth handing back.
 #[derive(Debug, Default)]
 pub struct BurstWatch {
-    peak: usize,
+    last: usize,
+    closed: usize,
 }
 
 impl BurstWatch {
-    /// Records `open` connections; true when a burst of at least [`BURST`] has dropped below a quarter
-    /// of its peak (and resets the peak, so one burst trims once).
+    /// Records `open` connections at one look; true when at least [`CLOSED_WORTH_TRIMMING`] closed
+    /// since the last trim and the number is not growing.
     pub fn drained(&mut self, open: usize) -> bool {
-        self.peak = self.peak.max(open);
-        if self.peak >= BURST && open < self.peak / 4 {
-            self.peak = open;
+        let growing = open > self.last;
+        self.closed += self.last.saturating_sub(open);
+        self.last = open;
+        if !growing && self.closed >= CLOSED_WORTH_TRIMMING {
+            self.closed = 0;
             return true;
         }
         false
@@ -48,15 +52,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_burst_trims_once_when_it_has_drained() {
+    fn closed_connections_trim_once_the_number_stops_growing() {
         let mut watch = BurstWatch::default();
         assert!(!watch.drained(10));
         assert!(!watch.drained(3));
-        for open in [100, 400, 300, 150, 101] {
-            assert!(!watch.drained(open), "{open}");
-        }
-        assert!(watch.drained(99));
-        assert!(!watch.drained(10));
+        // A burst builds up: no trim while it grows.
+        assert!(!watch.drained(2000));
+        // It drains in steps; each look after enough closed trims once.
+        assert!(watch.drained(1500));
+        assert!(!watch.drained(1450));
+        assert!(watch.drained(1300));
+        assert!(watch.drained(0));
         assert!(!watch.drained(0));
+        // Closing and opening at once (steady traffic) trims only when the count does not grow.
+        assert!(!watch.drained(200));
+        assert!(!watch.drained(300));
+        assert!(watch.drained(50));
     }
 }
