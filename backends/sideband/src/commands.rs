@@ -129,7 +129,10 @@ mod tests {
             .run(&files(&["a"]))
             .await;
         let err = usage[0].as_ref().unwrap_err().to_string();
-        assert!(err.contains("usage error") && err.contains("usage: stage"), "{err}");
+        assert!(
+            err.contains("usage error") && err.contains("usage: stage"),
+            "{err}"
+        );
 
         let missing = HsmCommand::new(vec!["/nonexistent/stage".into()], 10)
             .run(&files(&["a"]))

@@ -193,10 +193,17 @@ impl SidebandConfig {
         };
         if let Some(file) = &self.password_file {
             if !self.password.is_empty() {
-                return Err(bad("password_file", "give either `password` or `password_file`"));
+                return Err(bad(
+                    "password_file",
+                    "give either `password` or `password_file`",
+                ));
             }
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| bad("password_file", format!("cannot read {}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                bad(
+                    "password_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
             options = options.password(text.lines().next().unwrap_or_default());
         }
         Ok(options)
@@ -252,12 +259,20 @@ mod tests {
             host: "x".into(),
             ..c.clone()
         };
-        assert!(mixed.validate().unwrap_err().to_string().contains("hsm_sideband.url"));
+        assert!(mixed
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hsm_sideband.url"));
         let no_db = SidebandConfig {
             url: "mysql://u@db2".into(),
             ..c
         };
-        assert!(no_db.validate().unwrap_err().to_string().contains("database"));
+        assert!(no_db
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("database"));
     }
 
     #[test]
@@ -292,6 +307,10 @@ mod tests {
             password_file: Some(dir.path().join("nope")),
             ..c
         };
-        assert!(missing.validate().unwrap_err().to_string().contains("password_file"));
+        assert!(missing
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("password_file"));
     }
 }

@@ -68,10 +68,7 @@ impl SidebandBackend {
     /// (the scheduler's tape order), then waits until each is online.
     pub(crate) async fn recall_files(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<()>>> {
         let mut progress = Progress::new(keys);
-        let observed = self
-            .observe(keys)
-            .await
-            .map_err(SidebandError::into_core)?;
+        let observed = self.observe(keys).await.map_err(SidebandError::into_core)?;
         let mut offline = Vec::new();
         for (i, o) in observed.into_iter().enumerate() {
             match o {
@@ -93,10 +90,7 @@ impl SidebandBackend {
         release: bool,
     ) -> Result<Vec<KeyOutcome<()>>> {
         let mut progress = Progress::new(keys);
-        let observed = self
-            .observe(keys)
-            .await
-            .map_err(SidebandError::into_core)?;
+        let observed = self.observe(keys).await.map_err(SidebandError::into_core)?;
         let (mut archived, mut unarchived) = (Vec::new(), Vec::new());
         for (i, o) in observed.into_iter().enumerate() {
             match o {
@@ -107,7 +101,10 @@ impl SidebandBackend {
             }
         }
         let commanded = self.command(&self.archive, unarchived, &mut progress).await;
-        archived.extend(self.wait_for(Goal::Archived, commanded, &mut progress).await);
+        archived.extend(
+            self.wait_for(Goal::Archived, commanded, &mut progress)
+                .await,
+        );
         if !release {
             return Ok(progress.finish());
         }
@@ -201,9 +198,8 @@ impl SidebandBackend {
                     if let Some(e) = &last_catalog_error {
                         message.push_str(&format!(" (last catalog error: {e})"));
                     }
-                    progress.outcomes[i] = Some(Err(
-                        SidebandError::Inconsistent(message).into_core()
-                    ));
+                    progress.outcomes[i] =
+                        Some(Err(SidebandError::Inconsistent(message).into_core()));
                 }
                 break;
             }

@@ -23,8 +23,8 @@ pub use config::SidebandConfig;
 pub use error::OpenError;
 
 use archive_core::{
-    ArchiveBackend, ByteStream, Capabilities, Error, FileStatus, GetResult, Key,
-    KeyOutcome, ListEntry, Placement, PutOptions, PutOutcome, ReadRange, Result,
+    ArchiveBackend, ByteStream, Capabilities, Error, FileStatus, GetResult, Key, KeyOutcome,
+    ListEntry, Placement, PutOptions, PutOutcome, ReadRange, Result,
 };
 use archive_posix::PosixBackend;
 use async_trait::async_trait;
@@ -172,10 +172,7 @@ impl ArchiveBackend for SidebandBackend {
     /// The lowest-numbered non-stale archive copy of each file: volume `<media type>.<VSN>`, position
     /// (tar file position, offset within it) in one ordered number.
     async fn placement(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<Placement>>> {
-        let observed = self
-            .observe(keys)
-            .await
-            .map_err(SidebandError::into_core)?;
+        let observed = self.observe(keys).await.map_err(SidebandError::into_core)?;
         Ok(keys
             .iter()
             .cloned()

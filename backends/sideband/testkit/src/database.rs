@@ -90,11 +90,17 @@ impl Drop for TestCatalog {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                let mut admin = MySqlConnectOptions::from_str(&server).ok()?.connect().await.ok()?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
-                    .execute(&mut admin)
+                let mut admin = MySqlConnectOptions::from_str(&server)
+                    .ok()?
+                    .connect()
                     .await
                     .ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS `{name}`"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()?;
                 admin.close().await.ok()
             })
         })

@@ -9,7 +9,13 @@ pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
-        .map(|deps| if deps.ends_with("deps") { deps.parent().unwrap_or(deps) } else { deps })
+        .map(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent().unwrap_or(deps)
+            } else {
+                deps
+            }
+        })
         .expect("test executable directory");
     let double = dir.join("samqfs-double");
     assert!(

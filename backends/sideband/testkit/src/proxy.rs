@@ -174,7 +174,8 @@ impl Frames {
                 bytes = &bytes[take..];
                 if self.header.len() == 4 {
                     let h = &self.header;
-                    self.remaining = usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
+                    self.remaining =
+                        usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
                     // Sequence 0 starts a command; later sequences belong to the handshake.
                     self.at_command = h[3] == 0 && self.remaining > 0;
                     self.header.clear();

@@ -51,7 +51,10 @@ fn db(what: &str) -> impl Fn(sqlx::Error) -> Failure + '_ {
 
 /// The catalog's directory-entry hash (any stable value: the backend never reads it).
 fn name_hash(name: &str) -> i16 {
-    (name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) & 0x7fff) as i16
+    (name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        & 0x7fff) as i16
 }
 
 impl Sam {
@@ -87,7 +90,8 @@ impl Sam {
     /// does when it catches up. A name that now holds another inode gets a new entry; an inode number
     /// seen before with another file gets the next generation.
     pub async fn catalogue(&self, file: &Path) -> Result<Inode, Failure> {
-        let meta = std::fs::symlink_metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let meta =
+            std::fs::symlink_metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let (dir_path, name) = self.catalog_location(file)?;
         let parent = self.catalogue_directories(file).await?;
         if let Some(current) = self.entry_of(file).await? {
@@ -102,12 +106,14 @@ impl Sam {
                 .map_err(db("update inode"))?;
             return Ok(current);
         }
-        let gen: u64 = sqlx::query("SELECT CAST(COALESCE(MAX(gen), 0) + 1 AS UNSIGNED) AS g FROM sam_inode WHERE ino = ?")
-            .bind(meta.ino())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("next generation"))?
-            .get("g");
+        let gen: u64 = sqlx::query(
+            "SELECT CAST(COALESCE(MAX(gen), 0) + 1 AS UNSIGNED) AS g FROM sam_inode WHERE ino = ?",
+        )
+        .bind(meta.ino())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("next generation"))?
+        .get("g");
         let inode = Inode {
             ino: meta.ino(),
             gen,
@@ -183,7 +189,8 @@ impl Sam {
 
     /// The catalogued inode under `file`'s name that is the file's current inode, if any.
     pub async fn entry_of(&self, file: &Path) -> Result<Option<Inode>, Failure> {
-        let meta = std::fs::symlink_metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let meta =
+            std::fs::symlink_metadata(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let (dir, name) = self.catalog_location(file)?;
         let row = sqlx::query(
             "SELECT CAST(f.ino AS UNSIGNED) AS ino, CAST(f.gen AS UNSIGNED) AS gen FROM sam_path p \
@@ -205,13 +212,15 @@ impl Sam {
 
     /// Whether the inode is online.
     pub async fn online(&self, inode: Inode) -> Result<bool, Failure> {
-        let online: i64 = sqlx::query("SELECT CAST(online AS SIGNED) AS o FROM sam_inode WHERE ino = ? AND gen = ?")
-            .bind(inode.ino)
-            .bind(inode.gen)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("read online"))?
-            .get("o");
+        let online: i64 = sqlx::query(
+            "SELECT CAST(online AS SIGNED) AS o FROM sam_inode WHERE ino = ? AND gen = ?",
+        )
+        .bind(inode.ino)
+        .bind(inode.gen)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("read online"))?
+        .get("o");
         Ok(online != 0)
     }
 

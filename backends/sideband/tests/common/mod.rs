@@ -41,10 +41,10 @@ pub fn config_for(double: &DoubleSetup, url: &str) -> SidebandConfig {
 }
 
 pub async fn site() -> Site {
-    site_with(|_| {}).await
+    site_with(|_, _| {}).await
 }
 
-pub async fn site_with(tweak: impl FnOnce(&mut SidebandConfig)) -> Site {
+pub async fn site_with(tweak: impl FnOnce(&mut SidebandConfig, &DoubleSetup)) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let catalog = TestCatalog::create().await;
     let double = DoubleSetup::under(dir.path(), &catalog.url);
@@ -52,7 +52,7 @@ pub async fn site_with(tweak: impl FnOnce(&mut SidebandConfig)) -> Site {
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let mut config = config_for(&double, &catalog.url);
-    tweak(&mut config);
+    tweak(&mut config, &double);
     let backend = SidebandBackend::open(prefix.clone(), config.clone())
         .await
         .expect("open the sideband backend");

@@ -55,7 +55,11 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             break;
         }
         let value = raw.next().ok_or(format!("{word} needs a value"))?;
-        let number = || value.parse::<u64>().map_err(|e| format!("{word} {value}: {e}"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{word} {value}: {e}"))
+        };
         match word.as_str() {
             "--db" => args.db = value,
             "--mount" => args.mount = value.into(),
@@ -137,7 +141,9 @@ async fn run(args: Args) -> ExitCode {
             "dbupd" => sam.catalogue(file).await.map(drop),
             "archive" => archive(&sam, &args, file).await,
             "release" => release(&sam, file).await,
-            _ if args.stage_delay_ms > 0 => check_stage(&sam, file).await.map(|_| queued.push(file.clone())),
+            _ if args.stage_delay_ms > 0 => check_stage(&sam, file)
+                .await
+                .map(|_| queued.push(file.clone())),
             _ => stage(&sam, &args, file).await,
         };
         if let Err(message) = outcome {
@@ -230,9 +236,10 @@ async fn check_stage(
     if sam.online(inode).await? {
         return Ok(None);
     }
-    let copy = sam.first_copy(inode).await?.ok_or_else(|| {
-        format!("{}: Stage failed: no archive copy (ENXIO)", file.display())
-    })?;
+    let copy = sam
+        .first_copy(inode)
+        .await?
+        .ok_or_else(|| format!("{}: Stage failed: no archive copy (ENXIO)", file.display()))?;
     Ok(Some((inode, copy)))
 }
 
