@@ -40,6 +40,9 @@ pub struct SidebandConfig {
     pub release_command: Vec<String>,
     /// Most files given to one command.
     pub files_per_command: usize,
+    /// Tape drives the site's stager may use for this archive: the recall scheduler runs this many
+    /// volume batches (stage commands) at once.
+    pub drives: usize,
     /// Catalog connections kept open.
     pub pool_size: u32,
     /// A catalog query (including waiting for a connection) that takes longer fails with 503.
@@ -66,6 +69,7 @@ impl Default for SidebandConfig {
             archive_command: vec!["archive".into()],
             release_command: vec!["release".into()],
             files_per_command: 1000,
+            drives: 1,
             pool_size: 8,
             query_timeout_secs: 10,
             wait_timeout_secs: 4 * 3600,
@@ -116,6 +120,7 @@ impl SidebandConfig {
         }
         for (key, value) in [
             ("files_per_command", self.files_per_command as u64),
+            ("drives", self.drives as u64),
             ("pool_size", u64::from(self.pool_size)),
             ("query_timeout_secs", self.query_timeout_secs),
             ("wait_timeout_secs", self.wait_timeout_secs),

@@ -291,4 +291,59 @@ impl Sam {
         .map_err(db("next position"))?
         .get("p"))
     }
+
+    /// Records many new files of one directory at once (generation 1, `online` as given), with
+    /// multi-row inserts: for catalogs of thousands of files.
+    pub async fn catalogue_many(&self, files: &[PathBuf], online: bool) -> Result<(), Failure> {
+        let Some(first) = files.first() else {
+            return Ok(());
+        };
+        let parent = self.catalogue_directories(first).await?;
+        for chunk in files.chunks(1000) {
+            let mut inodes = sqlx::QueryBuilder::new(
+                "INSERT INTO sam_inode (ino, gen, type, size, csum, create_time, modify_time, uid, gid, online) ",
+            );
+            let mut entries = sqlx::QueryBuilder::new(
+                "INSERT INTO sam_file (p_ino, p_gen, name_hash, name, ino, gen) ",
+            );
+            let mut metas = Vec::new();
+            for file in chunk {
+                let meta = std::fs::symlink_metadata(file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let (_, name) = self.catalog_location(file)?;
+                metas.push((meta, name));
+            }
+            inodes.push_values(&metas, |mut row, (meta, _)| {
+                row.push_bind(meta.ino())
+                    .push_bind(1u64)
+                    .push_bind(0i8)
+                    .push_bind(meta.len() as i64)
+                    .push_bind(None::<String>)
+                    .push_bind(meta.ctime().max(0) as u64)
+                    .push_bind(meta.mtime().max(0) as u64)
+                    .push_bind(meta.uid())
+                    .push_bind(meta.gid())
+                    .push_bind(i8::from(online));
+            });
+            entries.push_values(&metas, |mut row, (meta, name)| {
+                row.push_bind(parent.ino)
+                    .push_bind(parent.gen)
+                    .push_bind(name_hash(name))
+                    .push_bind(name.clone())
+                    .push_bind(meta.ino())
+                    .push_bind(1u64);
+            });
+            inodes
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(db("insert inodes"))?;
+            entries
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(db("insert entries"))?;
+        }
+        Ok(())
+    }
 }
