@@ -398,6 +398,92 @@ async fn ten_thousand_objects_status_in_one_hlm_request() {
     eprintln!("status of {COUNT} objects: {took:?} (first request, building the index: {first:?})");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlm_migrate_and_recall_run_the_commands_and_status_follows_the_catalog() {
+    let s = start(str::to_string).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let base = s.server.url.clone();
+    let r = http
+        .get(format!("{base}/auth/v1.0"))
+        .header("X-Auth-User", "test:tester")
+        .header("X-Auth-Key", "testing")
+        .send()
+        .await
+        .unwrap();
+    let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
+    let send = |method: reqwest::Method, path: &str, body: &'static [u8]| {
+        http.request(method, format!("{base}{path}"))
+            .header("X-Auth-Token", &token)
+            .body(body)
+            .send()
+    };
+    assert!(send(reqwest::Method::PUT, "/v1/AUTH_test/c", b"")
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    for (name, body) in [("a", &b"object a"[..]), ("b", b"object b")] {
+        let r = send(
+            reqwest::Method::PUT,
+            &format!("/v1/AUTH_test/c/{name}"),
+            body,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let status = || async {
+        let r = send(reqwest::Method::GET, "/hlm/v1/status/AUTH_test/c", b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<BTreeMap<String, String>>().await.unwrap()
+    };
+    let wait_for = |state: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let states = status().await;
+            if states.values().all(|s| s == state) {
+                return states;
+            }
+            assert!(Instant::now() < deadline, "never all {state}: {states:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(wait_for("resident").await.len(), 2);
+
+    let r = send(reqwest::Method::POST, "/hlm/v1/migrate/AUTH_test/c", b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("migrated").await;
+    let r = send(reqwest::Method::GET, "/v1/AUTH_test/c/a", b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412, "a migrated object needs a recall first");
+
+    let r = send(reqwest::Method::POST, "/hlm/v1/recall/AUTH_test/c", b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("premigrated").await;
+    let r = send(reqwest::Method::GET, "/v1/AUTH_test/c/b", b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"object b");
+    let commands: Vec<String> = s
+        .double
+        .invocations()
+        .into_iter()
+        .map(|(command, _)| command)
+        .collect();
+    assert_eq!(commands, ["archive", "release", "stage"]);
+}
+
 #[test]
 fn start_up_with_an_unreachable_database_is_refused_naming_it() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

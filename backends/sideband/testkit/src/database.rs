@@ -110,3 +110,69 @@ impl Drop for TestCatalog {
         }
     }
 }
+
+/// Splits `mysql://.../<name>` into the server URL and the database name.
+fn split_database(url: &str) -> Result<(String, String), String> {
+    let (server, name) = url
+        .rsplit_once('/')
+        .filter(|(server, name)| {
+            server.contains("://") && !server.ends_with('/') && !name.is_empty()
+        })
+        .ok_or_else(|| format!("{url}: names no database (mysql://user@host:port/name)"))?;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "{url}: the database name may hold letters, digits and _ only"
+        ));
+    }
+    Ok((server.to_string(), name.to_string()))
+}
+
+/// Creates the database `url` names, with the sideband tables, replacing any earlier one of that
+/// name (for a started server's catalog, `samqfs-double --db URL create-catalog`).
+pub async fn create_catalog_at(url: &str) -> Result<(), String> {
+    let (server, name) = split_database(url)?;
+    let options = MySqlConnectOptions::from_str(&server).map_err(|e| format!("{server}: {e}"))?;
+    let mut admin = options
+        .connect()
+        .await
+        .map_err(|e| how_to_start(&server, e))?;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS `{name}`"),
+        format!("CREATE DATABASE `{name}`"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| format!("{server}: {e}"))?;
+    }
+    admin.close().await.ok();
+    let mut conn = MySqlConnectOptions::from_str(url)
+        .map_err(|e| format!("{url}: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| how_to_start(url, e))?;
+    sqlx::raw_sql(SCHEMA)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| format!("creating the sideband tables in {name}: {e}"))?;
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// Drops the database `url` names (`samqfs-double --db URL drop-catalog`).
+pub async fn drop_catalog_at(url: &str) -> Result<(), String> {
+    let (server, name) = split_database(url)?;
+    let options = MySqlConnectOptions::from_str(&server).map_err(|e| format!("{server}: {e}"))?;
+    let mut admin = options
+        .connect()
+        .await
+        .map_err(|e| how_to_start(&server, e))?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS `{name}`"
+    )))
+    .execute(&mut admin)
+    .await
+    .map_err(|e| format!("{server}: {e}"))?;
+    admin.close().await.ok();
+    Ok(())
+}

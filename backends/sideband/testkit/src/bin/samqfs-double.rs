@@ -9,9 +9,13 @@
 //!
 //! Usage: samqfs-double --db URL --mount DIR --tapes DIR --log FILE [--vsn VSN] [--media MT]
 //!        [--stage-delay-ms N] stage|archive|release|dbupd FILE...
+//!        samqfs-double --db URL create-catalog|drop-catalog
+//! (`create-catalog` makes the database the URL names, with the sideband tables, for a started
+//! server's tests; `drop-catalog` removes it.)
 //! With `--stage-delay-ms`, `stage` returns after checking the files (as a stage without `-w`
 //! returns once queued) and a detached process brings them online after the delay.
 
+use archive_sideband_testkit::database::{create_catalog_at, drop_catalog_at};
 use archive_sideband_testkit::sam::{Copy, Sam};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +38,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: samqfs-double --db URL --mount DIR --tapes DIR --log FILE [--vsn VSN] \
-                     [--media MT] [--stage-delay-ms N] stage|archive|release|dbupd FILE...";
+                     [--media MT] [--stage-delay-ms N] stage|archive|release|dbupd FILE...\n       \
+                     samqfs-double --db URL create-catalog|drop-catalog";
 
 fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
@@ -73,6 +78,9 @@ fn parse(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     args.files = raw.map(PathBuf::from).collect();
+    if ["create-catalog", "drop-catalog"].contains(&args.command.as_str()) && !args.db.is_empty() {
+        return Ok(args);
+    }
     if args.db.is_empty() || args.mount.as_os_str().is_empty() || args.tapes.as_os_str().is_empty()
     {
         return Err("--db, --mount and --tapes are required".into());
@@ -94,7 +102,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.wait_ms == 0 && !args.log.as_os_str().is_empty() {
+    if args.wait_ms == 0 && !args.log.as_os_str().is_empty() && !args.files.is_empty() {
         let mut line = args.command.clone();
         for f in &args.files {
             line.push('\t');
@@ -115,7 +123,22 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(args))
+    let catalog = match args.command.as_str() {
+        "create-catalog" => Some(create_catalog_at(&args.db)),
+        "drop-catalog" => None,
+        _ => return runtime.block_on(run(args)),
+    };
+    let done = match catalog {
+        Some(create) => runtime.block_on(create),
+        None => runtime.block_on(drop_catalog_at(&args.db)),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("samqfs-double: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn run(args: Args) -> ExitCode {
