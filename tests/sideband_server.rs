@@ -71,6 +71,7 @@ poll_interval_ms = 20
         ),
     )
     .unwrap();
+    std::fs::create_dir_all(&prefix).unwrap();
     populate(&prefix);
     let server = ServerProcess::start_with(
         Command::new(binary()),
@@ -492,8 +493,14 @@ fn start_up_with_an_unreachable_database_is_refused_naming_it() {
         .unwrap()
         .port();
     let url = format!("mysql://root@127.0.0.1:{port}/samfs1");
+    let dir = tempfile::tempdir().unwrap();
     let err = refuse_to_start(
-        &["-t", "hsm_sideband"],
+        &[
+            "-t",
+            "hsm_sideband",
+            "--prefix",
+            dir.path().to_str().unwrap(),
+        ],
         &[
             ("ARCHIVEINTERFACE_HSM_SIDEBAND__URL", url.as_str()),
             ("ARCHIVEINTERFACE_HSM_SIDEBAND__SAM_QFS_PREFIX", "/archive"),

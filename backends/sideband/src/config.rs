@@ -282,7 +282,8 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_key() {
-        let cases: [(fn(&mut SidebandConfig), &str); 5] = [
+        type Change = fn(&mut SidebandConfig);
+        let cases: [(Change, &str); 5] = [
             (|c| c.sam_qfs_prefix = "archive".into(), "sam_qfs_prefix"),
             (|c| c.sam_qfs_prefix = "/a/../b".into(), "sam_qfs_prefix"),
             (|c| c.stage_command = vec![], "stage_command"),

@@ -47,12 +47,23 @@ pub struct SidebandBackend {
 }
 
 impl SidebandBackend {
-    /// Opens the archive directory (created if missing) and the catalog; fails, naming the database
+    /// Opens the archive directory (which must exist) and the catalog; fails, naming the database
     /// host, when the catalog cannot be reached or lacks the sideband tables.
     pub async fn open(prefix: PathBuf, config: SidebandConfig) -> Result<Self, OpenError> {
         let checked = config.clone();
         let opened = tokio::task::spawn_blocking(move || {
             checked.validate()?;
+            // Never created here: a missing directory usually means the file system is not
+            // mounted, and the files would land on the disk below the mount point.
+            if !prefix.is_dir() {
+                return Err(OpenError::Prefix {
+                    path: prefix.display().to_string(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no such directory (is the SAM-QFS file system mounted?)",
+                    ),
+                });
+            }
             PosixBackend::new(&prefix).map_err(|source| OpenError::Prefix {
                 path: prefix.display().to_string(),
                 source,

@@ -56,7 +56,7 @@ async fn migrate_then_recall_in_the_order_given() {
     }
 
     // Recalling resident files runs no command.
-    let again = s.backend.recall(&[a.clone()]).await.unwrap();
+    let again = s.backend.recall(std::slice::from_ref(&a)).await.unwrap();
     assert!(again[0].1.is_ok());
     assert_eq!(s.stages().len(), 1);
 }

@@ -49,6 +49,7 @@ pub async fn site_with(tweak: impl FnOnce(&mut SidebandConfig, &DoubleSetup)) ->
     let catalog = TestCatalog::create().await;
     let double = DoubleSetup::under(dir.path(), &catalog.url);
     let prefix = double.mount.join("archive");
+    std::fs::create_dir_all(&prefix).unwrap();
     let scratch = dir.path().join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     let mut config = config_for(&double, &catalog.url);
