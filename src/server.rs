@@ -141,15 +141,12 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
                 config.prefix.clone(),
                 config.hsm_sideband.clone(),
             );
-            let opened = match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => runtime.block_on(open),
-                Err(_) => tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| fail(e.into()))?
-                    .block_on(open),
-            };
-            let backend = opened.map_err(|e| fail(e.into()))?;
+            // The catalog pool lives on the runtime it is opened on, so it is opened on the
+            // server's (this runs on its blocking pool, see `open_backend`).
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                fail("the hsm_sideband backend is opened from within the server's runtime".into())
+            })?;
+            let backend = runtime.block_on(open).map_err(|e| fail(e.into()))?;
             let root = backend.prefix().to_path_buf();
             (
                 OpenedBackend {
