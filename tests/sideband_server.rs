@@ -284,6 +284,26 @@ async fn the_database_going_away_answers_503_naming_it_and_the_server_recovers()
     put(&http, &s.url(5), b"still here").await;
     s.sam("archive", &[], &[5]).await;
     assert_eq!(head(&http, &s.url(5)).await.2, "premigrated");
+    // An object for the HLM status too.
+    let r = http
+        .get(format!("{}/auth/v1.0", s.server.url))
+        .header("X-Auth-User", "test:tester")
+        .header("X-Auth-Key", "testing")
+        .send()
+        .await
+        .unwrap();
+    let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
+    for (path, body) in [("/v1/AUTH_test/c", ""), ("/v1/AUTH_test/c/o", "object")] {
+        let r = http
+            .put(format!("{}{path}", s.server.url))
+            .header("X-Auth-Token", &token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    }
+    let hlm_status = format!("{}/hlm/v1/status/AUTH_test/c", s.server.url);
 
     for fault in [Link::Cut, Link::Stalled] {
         proxy.set(fault);
@@ -295,6 +315,15 @@ async fn the_database_going_away_answers_503_naming_it_and_the_server_recovers()
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(&host), "{fault:?}: {message}");
         assert_eq!(http.head(s.url(5)).send().await.unwrap().status(), 503);
+        let r = http
+            .get(&hlm_status)
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{fault:?}: HLM status");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(&host), "{fault:?}: {body}");
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{fault:?}: hung"
