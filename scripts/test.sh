@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust suites (unit, conformance, router, socket, queue on SQLite and PostgreSQL),
 # then a started server checked by the pytest deployment suite. Usage: scripts/test.sh
-# Needs: Rust (cargo), Python 3 with venv, and a PostgreSQL server (see README "Running the tests").
+# Needs: Rust (cargo), Python 3 with venv, a PostgreSQL and a MariaDB server (see README "Running the
+# tests").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,6 +22,17 @@ PY
 then
   fail "PostgreSQL is not reachable at $pg_url. Start it (Debian: apt-get install postgresql && pg_ctlcluster 15 main start; database 'test', trust auth for 'postgres' on 127.0.0.1) or set ARCHIVEINTERFACE_TEST_POSTGRES_URL."
 fi
+
+mysql_url=${ARCHIVEINTERFACE_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306}
+if ! python3 - "$mysql_url" <<'PY'
+import socket, sys, urllib.parse
+u = urllib.parse.urlparse(sys.argv[1])
+socket.create_connection((u.hostname or "127.0.0.1", u.port or 3306), timeout=3).close()
+PY
+then
+  fail "MariaDB is not reachable at $mysql_url (the Oracle HSM sideband tests keep their catalog there). Start it (Debian: apt-get install mariadb-server && service mariadb start; root may log in from 127.0.0.1 without a password) or set ARCHIVEINTERFACE_TEST_MYSQL_URL to mysql://user:password@host:port of a user who may create databases."
+fi
+export ARCHIVEINTERFACE_TEST_MYSQL_URL=$mysql_url
 
 # The Python environment first: the deployment suite uses it, and so may test services the Rust tests
 # start (their doubles and servers).
@@ -123,5 +135,22 @@ binary = \"$root/backends/ltfsdm/double/ltfsdm\"
 pools = [\"pool1\"]
 command_prefix = [\"env\", \"LTFSDM_DOUBLE_STATE=$work/ltfsdm-state\"]
 list_dir = \"$work/ltfsdm-lists\"" -t ltfsdm
+
+# Oracle HSM sideband: the archive directory is /prefix on a "SAM-QFS mount" ($work/hsm_sideband), the
+# catalog a fresh database on MariaDB, and samqfs-double stands in for stage, archive and release.
+sideband_db="${mysql_url%/}/sideband_suite_$$"
+target/debug/samqfs-double --db "$sideband_db" create-catalog
+sideband_command() {
+  printf '["%s", "--db", "%s", "--mount", "%s", "--tapes", "%s", "--log", "%s", "%s"]' \
+    "$root/target/debug/samqfs-double" "$sideband_db" "$work/hsm_sideband" "$work/sideband-tapes" \
+    "$work/sideband-commands.log" "$1"
+}
+deployment_suite hsm_sideband 33554432 200 "[hsm_sideband]
+url = \"$sideband_db\"
+sam_qfs_prefix = \"/prefix\"
+stage_command = $(sideband_command stage)
+archive_command = $(sideband_command archive)
+release_command = $(sideband_command release)" -t hsm_sideband
+target/debug/samqfs-double --db "$sideband_db" drop-catalog
 
 say "all tests passed"

@@ -24,6 +24,10 @@ pub enum BackendType {
     /// LTFS Data Management: `prefix` on the managed file system, HSM work through `ltfsdm`
     /// (`[ltfsdm]`).
     Ltfsdm,
+    /// Oracle HSM (SAM-QFS): `prefix` is the archive directory on the SAM-QFS mount, status comes
+    /// from the sideband MySQL catalog (`[hsm_sideband]`). The reference's name `hsmsideband` works too.
+    #[serde(rename = "hsm_sideband", alias = "hsmsideband")]
+    HsmSideband,
 }
 
 /// Log output format.
@@ -87,14 +91,14 @@ pub struct Config {
     pub hpss: archive_hpss::HpssConfig,
     /// How to drive LTFS Data Management (`[ltfsdm]`, used with `type = "ltfsdm"`).
     pub ltfsdm: archive_ltfsdm::LtfsdmConfig,
-    /// `[hsm_sideband]` (the reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`,
-    /// `port`): kept as given for the Oracle HSM sideband backend, which is not available yet.
-    pub hsm_sideband: figment::value::Dict,
+    /// The Oracle HSM sideband backend (`[hsm_sideband]`, used with `type = "hsm_sideband"`; the
+    /// reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`, `port` work as they are).
+    pub hsm_sideband: archive_sideband::SidebandConfig,
 }
 
 /// Backend types of the reference that are recognised but not available yet, with the section that
 /// keeps their settings.
-const NOT_YET_AVAILABLE: [(&str, &str); 1] = [("hsmsideband", "hsm_sideband")];
+const NOT_YET_AVAILABLE: [(&str, &str); 0] = [];
 
 /// `[hlm]`: the SwiftHLM API, the persistent request queue and the dispatcher.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -264,7 +268,7 @@ impl Default for Config {
             tiered: archive_tiered::TieredConfig::default(),
             ltfsdm: archive_ltfsdm::LtfsdmConfig::default(),
             hpss: archive_hpss::HpssConfig::default(),
-            hsm_sideband: figment::value::Dict::new(),
+            hsm_sideband: archive_sideband::SidebandConfig::default(),
         }
     }
 }
@@ -370,7 +374,7 @@ impl Config {
             if let Some((_, section)) = NOT_YET_AVAILABLE.iter().find(|(name, _)| *name == kind) {
                 return Err(ConfigError(format!(
                     "key `type` = {kind:?}: the {kind} backend is not available yet (available: \
-                     posix, tiered, hpss, ltfsdm); its [{section}] settings are read and kept for it"
+                     posix, tiered, hpss, ltfsdm, hsm_sideband); its [{section}] settings are read and kept for it"
                 )));
             }
         }
@@ -456,6 +460,11 @@ impl Config {
         }
         if let Err(e) = self.ltfsdm.validate() {
             return Err(ConfigError(e.to_string()));
+        }
+        if self.backend == BackendType::HsmSideband {
+            self.hsm_sideband
+                .validate()
+                .map_err(|e| ConfigError(e.to_string()))?;
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());
@@ -587,7 +596,7 @@ mod tests {
             assert!(c.use_id2filename);
             assert_eq!(c.hpss.user, "hpss.unix");
             assert_eq!(c.hpss.accept_latency_secs, 7);
-            assert_eq!(c.hsm_sideband["port"].to_u128(), Some(3306));
+            assert_eq!(c.hsm_sideband.port, 3306);
             assert_eq!(warnings.len(), 1, "{warnings:?}");
             assert!(warnings[0].contains("[extra]"), "{warnings:?}");
             // The environment and flags still override what the file says.
@@ -596,6 +605,35 @@ mod tests {
             let c = load(ini.and_then(Path::to_str), FlagOverrides::default()).unwrap();
             assert!(!c.use_id2filename);
             assert_eq!(c.hpss.sitename, "site.example");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_sideband_backend_takes_both_names_and_the_reference_section() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "config.ini",
+                "[hsm_sideband]\nsam_qfs_prefix = /archive\nschema = samfs1\nhost = db.example.org\n\
+                 user = samdb\npassword = pass\nport = 3307\n",
+            )?;
+            for name in ["hsm_sideband", "hsmsideband"] {
+                jail.set_env("PAI_BACKEND_TYPE", name);
+                let c = load(Some("config.ini"), FlagOverrides::default()).unwrap();
+                assert_eq!(c.backend, BackendType::HsmSideband);
+                assert_eq!(c.hsm_sideband.database_host(), "db.example.org:3307");
+                assert_eq!(c.hsm_sideband.sam_qfs_prefix, "/archive");
+            }
+            // Its settings are checked only when it is the backend, naming the key.
+            jail.create_file(
+                "bad.toml",
+                "type = \"hsm_sideband\"\n[hsm_sideband]\nurl = \"mysql://db/x\"\n",
+            )?;
+            jail.set_env("PAI_BACKEND_TYPE", "hsm_sideband");
+            let err = load(Some("bad.toml"), FlagOverrides::default()).unwrap_err();
+            assert!(err.contains("hsm_sideband.sam_qfs_prefix"), "{err}");
+            jail.set_env("PAI_BACKEND_TYPE", "posix");
+            load(Some("bad.toml"), FlagOverrides::default()).unwrap();
             Ok(())
         });
     }
@@ -621,14 +659,6 @@ mod tests {
             assert_eq!(
                 c.hlm.effective_queue_url(&c.local_state_dir()),
                 "sqlite:///srv/ai-state/.archiveinterface-hlm-queue.db"
-            );
-            jail.set_env("ARCHIVEINTERFACE_STATE_DIR", "");
-            jail.set_env("PAI_BACKEND_TYPE", "hsmsideband");
-            let err = load(None, FlagOverrides::default()).unwrap_err();
-            assert!(
-                err.contains("hsmsideband backend is not available yet")
-                    && err.contains("[hsm_sideband]"),
-                "{err}"
             );
             Ok(())
         });

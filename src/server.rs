@@ -76,6 +76,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
         BackendType::Tiered => "tiered",
         BackendType::Hpss => "hpss",
         BackendType::Ltfsdm => "ltfsdm",
+        BackendType::HsmSideband => "hsm_sideband",
     };
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| StartError::Backend {
         backend: name,
@@ -124,6 +125,28 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
             let backend =
                 archive_ltfsdm::LtfsdmBackend::open(config.prefix.clone(), config.ltfsdm.clone())
                     .map_err(|e| fail(e.into()))?;
+            let root = backend.prefix().to_path_buf();
+            (
+                OpenedBackend {
+                    backend: Arc::new(backend),
+                    tiered: None,
+                },
+                root,
+            )
+        }
+        BackendType::HsmSideband => {
+            // Opening connects to the catalog: an unreachable database stops start-up here, before
+            // the port opens, with its host in the message.
+            let open = archive_sideband::SidebandBackend::open(
+                config.prefix.clone(),
+                config.hsm_sideband.clone(),
+            );
+            // The catalog pool lives on the runtime it is opened on, so it is opened on the
+            // server's (this runs on its blocking pool, see `open_backend`).
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                fail("the hsm_sideband backend is opened from within the server's runtime".into())
+            })?;
+            let backend = runtime.block_on(open).map_err(|e| fail(e.into()))?;
             let root = backend.prefix().to_path_buf();
             (
                 OpenedBackend {

@@ -316,6 +316,12 @@ async fn status(
     let mut states = BTreeMap::new();
     let mut last = None;
     for (key, result) in state.backend.status_many(&keys).await {
+        // A backend that cannot answer now (its catalog database is down) is a 503 to retry, not a
+        // map of "unknown" states.
+        let result = match result {
+            Err(e @ archive_core::Error::Unavailable { .. }) => return Err(e.into()),
+            result => result,
+        };
         let name = swift::names::swift_name_of(swift, &key).unwrap_or_else(|| key.to_string());
         let value = result.map(|s| s.state).unwrap_or(HsmState::Unknown);
         last = Some(name.clone());

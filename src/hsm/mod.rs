@@ -16,6 +16,7 @@ pub fn scheduler_config(config: &Config) -> RecallSchedulerConfig {
     let drives = match config.backend {
         BackendType::Tiered => config.tiered.drives,
         BackendType::Ltfsdm => config.ltfsdm.drives,
+        BackendType::HsmSideband => config.hsm_sideband.drives,
         // A backend that cannot tell its drives gets one batch at a time.
         // HPSS: one cartridge's stages at a time, in position order, so the order the scheduler
         // chose is the order HPSS receives.
