@@ -59,10 +59,22 @@ impl CloudBackend {
         config: &CloudConfig,
         space: KeySpace,
     ) -> std::result::Result<CloudBackend, Error> {
+        let backend = CloudBackend::open_unchecked(local, config, space)?;
+        for store in backend.stores.values() {
+            store.check_reachable().await?;
+        }
+        Ok(backend)
+    }
+
+    /// Opens every store of `config` without contacting them.
+    pub fn open_unchecked(
+        local: Arc<dyn ArchiveBackend>,
+        config: &CloudConfig,
+        space: KeySpace,
+    ) -> std::result::Result<CloudBackend, Error> {
         let mut stores = BTreeMap::new();
         for (name, store_config) in &config.stores {
             let store = RemoteStore::open(name, store_config)?;
-            store.check_reachable().await?;
             stores.insert(name.clone(), Arc::new(store));
         }
         let metrics = Arc::new(CloudMetrics::new(stores.keys().map(String::as_str)));
