@@ -87,6 +87,8 @@ pub struct Config {
     pub hpss: archive_hpss::HpssConfig,
     /// How to drive LTFS Data Management (`[ltfsdm]`, used with `type = "ltfsdm"`).
     pub ltfsdm: archive_ltfsdm::LtfsdmConfig,
+    /// The cloud tier over the backend (`[cloud]`: stores and policies; off without stores).
+    pub cloud: archive_cloud::CloudConfig,
     /// `[hsm_sideband]` (the reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`,
     /// `port`): kept as given for the Oracle HSM sideband backend, which is not available yet.
     pub hsm_sideband: figment::value::Dict,
@@ -265,6 +267,7 @@ impl Default for Config {
             ltfsdm: archive_ltfsdm::LtfsdmConfig::default(),
             hpss: archive_hpss::HpssConfig::default(),
             hsm_sideband: figment::value::Dict::new(),
+            cloud: archive_cloud::CloudConfig::default(),
         }
     }
 }
@@ -455,6 +458,9 @@ impl Config {
             return Err(ConfigError(e));
         }
         if let Err(e) = self.ltfsdm.validate() {
+            return Err(ConfigError(e.to_string()));
+        }
+        if let Err(e) = self.cloud.validate() {
             return Err(ConfigError(e.to_string()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
