@@ -1,0 +1,330 @@
+//! The cloud tier in a started server over posix, against the loopback S3 server (moto, started by
+//! `scripts/test.sh`; run alone with `ARCHIVEINTERFACE_TEST_S3_URL` set, see below): the scanner
+//! archiving Pacifica ids through the request queue, HEAD showing where the file is, GET and Range
+//! GET read through, metrics; Swift objects migrated and recalled by explicit HLM requests, read
+//! through while archived, listed, deleted; start-up stopped by an unreachable bucket.
+
+mod common;
+
+use common::server::{binary, ServerProcess};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn s3_endpoint() -> String {
+    let how = "start a loopback S3 server and export its URL, e.g. \
+               `.venv/bin/pip install 'moto[server]' && .venv/bin/moto_server -H 127.0.0.1 -p 19000 & \
+               export ARCHIVEINTERFACE_TEST_S3_URL=http://127.0.0.1:19000` (scripts/test.sh does this)";
+    let url = std::env::var("ARCHIVEINTERFACE_TEST_S3_URL")
+        .unwrap_or_else(|_| panic!("ARCHIVEINTERFACE_TEST_S3_URL is not set: {how}"));
+    std::net::TcpStream::connect(url.trim_start_matches("http://").trim_end_matches('/'))
+        .unwrap_or_else(|e| panic!("the S3 server at {url} is not reachable ({e}): {how}"));
+    url
+}
+
+/// A fresh bucket (moto takes unsigned bucket creation).
+fn new_bucket(label: &str) -> String {
+    let endpoint = s3_endpoint();
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let name = format!("{label}-{}-{nanos:x}", std::process::id());
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "PUT /{name} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    name
+}
+
+fn write_config(dir: &Path, bucket: &str, policies: &str) -> std::path::PathBuf {
+    let file = dir.join("cloud.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"use_id2filename = true
+[hsm]
+batch_window_secs = 0.05
+[hlm]
+poll_interval_ms = 100
+backoff_base_secs = 1
+backoff_max_secs = 2
+[[swift.users]]
+account = "test"
+user = "tester"
+key = "testing"
+[cloud]
+scan_interval_secs = 1
+[cloud.stores.moto]
+url = "s3://{bucket}/site-a"
+endpoint = "{endpoint}"
+region = "us-east-1"
+access_key_id = "test"
+secret_access_key = "test"
+allow_http = true
+retry_timeout_secs = 2
+max_retries = 1
+{policies}"#,
+            endpoint = s3_endpoint()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn start(dir: &Path, config: &Path) -> ServerProcess {
+    ServerProcess::start_with(
+        Command::new(binary()),
+        &dir.join("archive"),
+        &["-c", config.to_str().unwrap()],
+    )
+}
+
+fn h<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+async fn wait_until<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacifica_ids_are_archived_by_policy_and_read_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = new_bucket("pacifica");
+    let config = write_config(
+        dir.path(),
+        &bucket,
+        r#"[[cloud.policies]]
+store = "moto"
+ids = [100, 199]
+copy_after_secs = 0
+retain_local_secs = 0
+"#,
+    );
+    let server = start(dir.path(), &config);
+    let http = reqwest::Client::new();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let url = format!("{}/150", server.url);
+    let r = http.put(&url).body(data.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let other = format!("{}/250", server.url);
+    assert_eq!(http.put(&other).body("stays").send().await.unwrap().status(), 201);
+
+    wait_until("id 150 is archived", Duration::from_secs(30), || async {
+        let r = http.head(&url).send().await.unwrap();
+        h(r.headers(), "x-pacifica-hsm-state") == "migrated"
+    })
+    .await;
+    let local = dir.path().join("archive/file.96");
+    assert!(!local.exists(), "the local copy is released");
+    let r = http.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        h(r.headers(), "x-pacifica-file"),
+        format!("s3://{bucket}/site-a/file.96")
+    );
+    assert_eq!(h(r.headers(), "x-pacifica-file-storage-media"), "tape");
+    assert_eq!(h(r.headers(), "x-content-length"), "300000");
+
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), data.as_slice());
+    let r = http
+        .get(&url)
+        .header("Range", "bytes=1000-1099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(h(r.headers(), "content-range"), "bytes 1000-1099/300000");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[1000..1100]);
+    // An id no policy selects stays local.
+    let r = http.head(&other).send().await.unwrap();
+    assert_eq!(h(r.headers(), "x-pacifica-hsm-state"), "resident");
+
+    let metrics = http
+        .get(format!("{}/.metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "archive_cloud_copied_objects_total{store=\"moto\"} 1",
+        "archive_cloud_copied_bytes_total{store=\"moto\"} 300000",
+        "archive_cloud_released_objects_total{store=\"moto\"} 1",
+        "archive_cloud_read_through_total{store=\"moto\"} 2",
+        "archive_cloud_errors_total{store=\"moto\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+    // Deleting the archived id deletes it in the store.
+    assert_eq!(http.delete(&url).send().await.unwrap().status(), 200);
+    assert_eq!(http.head(&url).send().await.unwrap().status(), 404);
+}
+
+async fn swift_token(http: &reqwest::Client, url: &str) -> String {
+    let r = http
+        .get(format!("{url}/auth/v1.0"))
+        .header("X-Auth-User", "test:tester")
+        .header("X-Auth-Key", "testing")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    r.headers()["x-auth-token"].to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swift_objects_are_archived_on_request_and_served_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = new_bucket("swift");
+    // Copies only when asked (a long copy_after), so the HLM requests do the work.
+    let config = write_config(
+        dir.path(),
+        &bucket,
+        r#"[[cloud.policies]]
+store = "moto"
+account = "AUTH_test"
+container = "cold"
+copy_after_secs = 86400
+propagate_delete = true
+"#,
+    );
+    let server = start(dir.path(), &config);
+    let http = reqwest::Client::new();
+    let token = swift_token(&http, &server.url).await;
+    let v1 = format!("{}/v1/AUTH_test", server.url);
+    let send = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{v1}/{path}"))
+            .header("X-Auth-Token", &token)
+    };
+    assert!(send(reqwest::Method::PUT, "cold").send().await.unwrap().status().is_success());
+    for (name, body) in [("a", "alpha"), ("b", "bravo"), ("c", "charlie")] {
+        let r = send(reqwest::Method::PUT, &format!("cold/{name}"))
+            .header("X-Object-Meta-Color", "blue")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let etag_before = send(reqwest::Method::HEAD, "cold/b").send().await.unwrap().headers()["etag"].clone();
+
+    let r = http
+        .post(format!("{}/hlm/v1/migrate/AUTH_test/cold/b", server.url))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let status_url = format!("{}/hlm/v1/status/AUTH_test/cold", server.url);
+    wait_until("b is migrated", Duration::from_secs(30), || async {
+        let status: Value = http
+            .get(&status_url)
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["/AUTH_test/cold/b"] == "migrated" && status["/AUTH_test/cold/a"] == "resident"
+    })
+    .await;
+    assert!(!dir.path().join("archive/.swift/AUTH_test/cold/b").exists());
+
+    // Read through: same data, ETag and metadata as before; ranges too.
+    let r = send(reqwest::Method::GET, "cold/b").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], etag_before);
+    assert_eq!(h(r.headers(), "x-object-meta-color"), "blue");
+    assert_eq!(r.text().await.unwrap(), "bravo");
+    let r = send(reqwest::Method::GET, "cold/b")
+        .header("Range", "bytes=1-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.text().await.unwrap(), "rav");
+    let listing: Value = send(reqwest::Method::GET, "cold?format=json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+
+    // Recall brings it back.
+    let r = http
+        .post(format!("{}/hlm/v1/recall/AUTH_test/cold/b", server.url))
+        .header("X-Auth-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_until("b is back", Duration::from_secs(30), || async {
+        dir.path().join("archive/.swift/AUTH_test/cold/b").exists()
+    })
+    .await;
+    wait_until("b is premigrated", Duration::from_secs(30), || async {
+        let status: Value = http
+            .get(&status_url)
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["/AUTH_test/cold/b"] == "premigrated"
+    })
+    .await;
+    // Deleting propagates: gone locally and remotely.
+    assert_eq!(send(reqwest::Method::DELETE, "cold/b").send().await.unwrap().status(), 204);
+    assert_eq!(send(reqwest::Method::GET, "cold/b").send().await.unwrap().status(), 404);
+}
+
+#[test]
+fn start_up_stops_naming_an_unreachable_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "no-such-bucket-anywhere", "");
+    let output = Command::new(binary())
+        .args(["-c", config.to_str().unwrap(), "-a", "127.0.0.1", "-p", "0", "--prefix"])
+        .arg(dir.path().join("archive"))
+        .env_remove("ARCHIVEINTERFACE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cloud store `moto`") && stderr.contains("no-such-bucket-anywhere"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}
