@@ -328,3 +328,107 @@ fn start_up_stops_naming_an_unreachable_bucket() {
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
 }
+
+/// A queue URL on a fresh schema of the test PostgreSQL.
+async fn fresh_postgres_queue() -> String {
+    use sqlx::Connection;
+    let base = std::env::var("ARCHIVEINTERFACE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is required and not reachable at {base}: {e}\nstart it (apt-get install \
+             postgresql && pg_ctlcluster 15 main start, database 'test' with trust auth on \
+             127.0.0.1) or set ARCHIVEINTERFACE_TEST_POSTGRES_URL"
+        )
+    });
+    let schema = format!(
+        "cloud_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+fn metric(text: &str, name: &str) -> u64 {
+    let prefix = format!("{name}{{store=\"moto\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_queue_copy_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = new_bucket("twice");
+    let queue = fresh_postgres_queue().await;
+    let config = write_config(
+        dir.path(),
+        &bucket,
+        &format!(
+            r#"[[cloud.policies]]
+store = "moto"
+ids = [1, 1000]
+copy_after_secs = 0
+"#
+        ),
+    );
+    let env = [("ARCHIVEINTERFACE_HLM__QUEUE_URL", queue.as_str())];
+    let start_one = || {
+        let mut command = Command::new(binary());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        ServerProcess::start_with(
+            command,
+            &dir.path().join("archive"),
+            &["-c", config.to_str().unwrap()],
+        )
+    };
+    let (a, b) = (start_one(), start_one());
+    let http = reqwest::Client::new();
+    let files = 16;
+    for id in 1..=files {
+        let server = if id % 2 == 0 { &a } else { &b };
+        let r = http
+            .put(format!("{}/{id}", server.url))
+            .body(format!("file {id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    wait_until("every file is copied", Duration::from_secs(60), || async {
+        let mut all = true;
+        for id in 1..=files {
+            let r = http.head(format!("{}/{id}", a.url)).send().await.unwrap();
+            all &= h(r.headers(), "x-pacifica-hsm-state") == "premigrated";
+        }
+        all
+    })
+    .await;
+    // Scans on both instances keep running; give them time to (wrongly) copy again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut copied = 0;
+    for server in [&a, &b] {
+        let text = http
+            .get(format!("{}/.metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        copied += metric(&text, "archive_cloud_copied_objects_total");
+    }
+    assert_eq!(copied, files, "each file uploaded exactly once across both instances");
+}

@@ -148,16 +148,33 @@ impl CloudBackend {
             Err(e) => return Err(e),
         };
         let counters = self.metrics.store(&store.name);
-        if let Some(object) = self.remote_head(store, key.as_str()).await? {
+        let existing = self.remote_head(store, key.as_str()).await?;
+        if let Some(object) = &existing {
             if object.is_copy_of(status.size, status.mtime, status.ctime) {
                 CloudMetrics::add(&counters.copies_skipped, 1);
                 return Ok(Some(status));
             }
         }
         let keeps_metadata = !store.url.starts_with("file:");
-        let copied = copy::copy_file(self.local.as_ref(), store, key, &status, keeps_metadata)
-            .await
-            .map_err(|e| self.counted(store, e))?;
+        let replace = existing.is_some();
+        let copied =
+            copy::copy_file(self.local.as_ref(), store, key, &status, keeps_metadata, replace)
+                .await
+                .map_err(|e| self.counted(store, e))?;
+        let Some(copied) = copied else {
+            // Another instance stored it meanwhile: current if it copied this same file.
+            return match self.remote_head(store, key.as_str()).await? {
+                Some(object) if object.is_copy_of(status.size, status.mtime, status.ctime) => {
+                    CloudMetrics::add(&counters.copies_skipped, 1);
+                    Ok(Some(status))
+                }
+                _ => Err(Error::ChangedDuringCopy {
+                    store: store.name.clone(),
+                    key: key.to_string(),
+                }
+                .into()),
+            };
+        };
         CloudMetrics::add(&counters.bytes_copied, copied.bytes);
         CloudMetrics::add(&counters.objects_copied, 1);
         tracing::info!(%key, store = %store.name, bytes = copied.bytes, "copied to the cloud store");

@@ -2,6 +2,9 @@
 //! to a part, multipart above), the expected ETag computed on the way (MD5 of the body, or S3's MD5
 //! of the part MD5s with the part count), verified against what the store answers. Nothing is ever
 //! visible under the remote key but a whole upload: a failed multipart upload is aborted.
+//!
+//! A first copy of a file that fits in one request is a conditional create (`If-None-Match: *`): of
+//! two instances copying the same file at once, one stores it and the other learns that it lost.
 
 use crate::error::Error;
 use crate::remote::{self, MTIME_METADATA};
@@ -10,7 +13,7 @@ use archive_core::{ArchiveBackend, FileStatus, Key, ReadRange};
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use object_store::{
-    Attribute, Attributes, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
+    Attribute, Attributes, PutMode, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
 
 /// Parts uploaded at once: memory stays at about this many parts per copy.
@@ -95,13 +98,16 @@ fn is_s3_style(e_tag: &str) -> bool {
 }
 
 /// Copies `key` (whose status is `status`) from `local` to `store` and verifies the copy.
+/// `replace`: an (outdated) object is there already; otherwise the store creates the object only if
+/// it is still absent, and `Ok(None)` says another writer created it first.
 pub async fn copy_file(
     local: &dyn ArchiveBackend,
     store: &RemoteStore,
     key: &Key,
     status: &FileStatus,
     keeps_metadata: bool,
-) -> Result<Copied, Error> {
+    replace: bool,
+) -> Result<Option<Copied>, Error> {
     let path = store.path_of(key.as_str());
     let mut attributes = Attributes::new();
     if keeps_metadata {
@@ -150,13 +156,22 @@ pub async fn copy_file(
         }
         let options = PutOptions {
             attributes,
+            mode: if replace {
+                PutMode::Overwrite
+            } else {
+                PutMode::Create
+            },
             ..PutOptions::default()
         };
-        let put = store
+        let put = match store
             .store
             .put_opts(&path, PutPayload::from(buffer), options)
             .await
-            .map_err(&store_error)?;
+        {
+            Ok(put) => put,
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(None),
+            Err(e) => return Err(store_error(e)),
+        };
         (put, hasher.single())
     } else {
         let options = PutMultipartOptions {
@@ -220,10 +235,10 @@ pub async fn copy_file(
         }
         None => return Err(verify("the object is missing after its upload".into())),
     }
-    Ok(Copied {
+    Ok(Some(Copied {
         bytes,
         expected_e_tag: expected,
-    })
+    }))
 }
 
 #[cfg(test)]
