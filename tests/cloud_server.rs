@@ -432,3 +432,53 @@ copy_after_secs = 0
     }
     assert_eq!(copied, files, "each file uploaded exactly once across both instances");
 }
+
+/// The TOML examples of the README's cloud tier section.
+fn readme_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("## Cloud tier").expect("README has a cloud tier section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map(|e| e + 3).unwrap_or(section.len())];
+    section
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_examples_load_and_the_minio_one_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = readme_examples();
+    assert_eq!(examples.len(), 3, "AWS, MinIO/Ceph and GCS examples");
+    for (n, example) in examples.iter().enumerate() {
+        let file = dir.path().join(format!("example{n}.toml"));
+        std::fs::write(&file, example).unwrap();
+        let config = archiveinterface::config::Config::load(
+            Some(&file),
+            &archiveinterface::cli::FlagOverrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("README example {n} does not load: {e}\n{example}"));
+        assert_eq!(config.cloud.stores.len(), 1, "{example}");
+        assert!(!config.cloud.policies.is_empty(), "{example}");
+    }
+    // The MinIO example, pointed at the loopback S3 server instead of minio.internal.
+    let minio = examples
+        .iter()
+        .find(|e| e.contains("minio.internal"))
+        .expect("the MinIO example");
+    let bucket = new_bucket("readme");
+    let adapted = minio
+        .replace("http://minio.internal:9000", &s3_endpoint())
+        .replace("s3://archive/", &format!("s3://{bucket}/"));
+    let file = dir.path().join("minio.toml");
+    std::fs::write(&file, adapted).unwrap();
+    let server = start(dir.path(), &file);
+    let http = reqwest::Client::new();
+    let url = format!("{}/42", server.url);
+    assert_eq!(http.put(&url).body("example").send().await.unwrap().status(), 201);
+    // The start-up check passed (the port opened) with the example's options; the tier answers.
+    let r = http.head(&url).send().await.unwrap();
+    assert_eq!(h(r.headers(), "x-pacifica-hsm-state"), "resident");
+    assert_eq!(http.get(&url).send().await.unwrap().text().await.unwrap(), "example");
+}
