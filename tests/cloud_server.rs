@@ -482,3 +482,166 @@ async fn the_readme_examples_load_and_the_minio_one_serves() {
     assert_eq!(h(r.headers(), "x-pacifica-hsm-state"), "resident");
     assert_eq!(http.get(&url).send().await.unwrap().text().await.unwrap(), "example");
 }
+
+/// A TCP relay to the S3 server that can be taken down (refusing new connections and cutting open
+/// ones) and brought back: the store going away under a running server.
+struct Relay {
+    endpoint: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    fn start(target: String) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_down, conns) = (down.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if is_down.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                {
+                    let mut conns = conns.lock().unwrap();
+                    conns.push(client.try_clone().unwrap());
+                    conns.push(server.try_clone().unwrap());
+                }
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Relay {
+            endpoint,
+            down,
+            open,
+        }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+        if down {
+            for conn in self.open.lock().unwrap().drain(..) {
+                let _ = conn.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+async fn metrics_text(http: &reqwest::Client, server: &ServerProcess) -> String {
+    http.get(format!("{}/.metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_on_read_and_a_store_that_goes_down_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = new_bucket("relay");
+    let relay = Relay::start(s3_endpoint().trim_start_matches("http://").to_string());
+    let config = write_config(
+        dir.path(),
+        &bucket,
+        r#"[[cloud.policies]]
+store = "moto"
+ids = [1, 100]
+copy_after_secs = 2
+retain_local_secs = 0
+[[cloud.policies]]
+store = "moto"
+ids = [200, 299]
+retain_local_secs = 0
+restore_on_read = true
+"#,
+    );
+    let config_text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&s3_endpoint(), &relay.endpoint);
+    std::fs::write(&config, config_text).unwrap();
+    let server = start(dir.path(), &config);
+    let http = reqwest::Client::new();
+    let state = |id: u32| {
+        let (http, url) = (http.clone(), format!("{}/{id}", server.url));
+        async move {
+            let r = http.head(&url).send().await.unwrap();
+            h(r.headers(), "x-pacifica-hsm-state").to_string()
+        }
+    };
+    for (id, body) in [(1, "one"), (201, "two hundred one")] {
+        let r = http.put(format!("{}/{id}", server.url)).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    wait_until("1 and 201 are archived", Duration::from_secs(30), || async {
+        state(1).await == "migrated" && state(201).await == "migrated"
+    })
+    .await;
+
+    // restore_on_read: the GET restores the file, then serves the local copy.
+    let r = http.get(format!("{}/201", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "two hundred one");
+    let text = metrics_text(&http, &server).await;
+    assert_eq!(metric(&text, "archive_cloud_restored_objects_total"), 1);
+    assert_eq!(metric(&text, "archive_cloud_read_through_total"), 0);
+
+    // A file written now, due for its copy in 2 s; then the store goes away.
+    assert_eq!(
+        http.put(format!("{}/2", server.url)).body("written while up").send().await.unwrap().status(),
+        201
+    );
+    relay.set_down(true);
+    let r = http.get(format!("{}/1", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("cloud store `moto`"),
+        "{body}"
+    );
+    // Local files stay readable; their tier is unknown while the store is away.
+    let r = http.get(format!("{}/2", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "written while up");
+    assert_eq!(state(2).await, "unknown");
+    // A new id cannot be checked against the store: refused, nothing stored.
+    let r = http.put(format!("{}/3", server.url)).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(!dir.path().join("archive/file.3").exists());
+    // The archive of 2 is queued and fails while the store is away (retried with backoff).
+    wait_until("copies fail while the store is down", Duration::from_secs(30), || async {
+        metric(&metrics_text(&http, &server).await, "archive_cloud_errors_total") >= 4
+    })
+    .await;
+    assert!(dir.path().join("archive/file.2").exists(), "nothing released");
+
+    relay.set_down(false);
+    wait_until("2 is archived once the store is back", Duration::from_secs(60), || async {
+        state(2).await == "migrated"
+    })
+    .await;
+    assert_eq!(
+        http.get(format!("{}/2", server.url)).send().await.unwrap().text().await.unwrap(),
+        "written while up"
+    );
+    assert_eq!(
+        http.get(format!("{}/1", server.url)).send().await.unwrap().text().await.unwrap(),
+        "one"
+    );
+}

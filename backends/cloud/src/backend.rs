@@ -97,6 +97,11 @@ impl CloudBackend {
         &self.local
     }
 
+    /// How the server names files.
+    pub fn key_space(&self) -> &KeySpace {
+        &self.space
+    }
+
     /// The configured policies, in order.
     pub fn policies(&self) -> &[PolicyConfig] {
         &self.policies

@@ -5,6 +5,7 @@
 //! costs HEAD requests, never a second upload of a current copy.
 
 use crate::backend::CloudBackend;
+use crate::metrics::CloudMetrics;
 use crate::remote;
 use archive_core::Key;
 use std::collections::BTreeMap;
@@ -40,9 +41,16 @@ pub async fn scan(backend: &CloudBackend, now: SystemTime) -> archive_core::Resu
         if age < Duration::from_secs(policy.copy_after_secs) {
             continue;
         }
-        let object = remote::head(selected.store, key.as_str())
-            .await
-            .map_err(archive_core::Error::from)?;
+        // A store that cannot answer now: the copy is queued anyway; the queue retries it with
+        // backoff until the store is back, and executing it checks the store again first.
+        let object = match remote::head(selected.store, key.as_str()).await {
+            Ok(object) => object,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot check the remote copy while scanning");
+                CloudMetrics::add(&backend.metrics().store(&selected.store.name).errors, 1);
+                None
+            }
+        };
         let current = object
             .as_ref()
             .filter(|o| o.is_copy_of(status.size, status.mtime, status.ctime));
