@@ -645,3 +645,83 @@ restore_on_read = true
         "one"
     );
 }
+
+/// Bytes of the large-object test: 1 GiB unless `ARCHIVEINTERFACE_TEST_CLOUD_LARGE_MIB` says otherwise.
+fn large_object_mib() -> u64 {
+    std::env::var("ARCHIVEINTERFACE_TEST_CLOUD_LARGE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Block `i` (1 MiB) of the large object: cheap to make and to check, different per block.
+fn large_block(i: u64) -> Vec<u8> {
+    let mut block = vec![(i % 251) as u8; 1 << 20];
+    block[..8].copy_from_slice(&i.to_le_bytes());
+    block
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_file_is_archived_and_read_through_with_bounded_memory() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = new_bucket("large");
+    let config = write_config(
+        dir.path(),
+        &bucket,
+        r#"[[cloud.policies]]
+store = "moto"
+ids = [1, 10]
+retain_local_secs = 0
+"#,
+    );
+    let server = start(dir.path(), &config);
+    let http = reqwest::Client::new();
+    http.put(format!("{}/20", server.url)).body("warm-up").send().await.unwrap();
+    let before = server.peak_rss_kib();
+
+    let blocks = large_object_mib();
+    let body = futures::stream::iter(0..blocks).map(|i| Ok::<_, std::io::Error>(large_block(i)));
+    let url = format!("{}/5", server.url);
+    let r = http
+        .put(&url)
+        .header("content-length", blocks << 20)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    wait_until("the large file is archived", Duration::from_secs(600), || async {
+        let r = http.head(&url).send().await.unwrap();
+        h(r.headers(), "x-pacifica-hsm-state") == "migrated"
+    })
+    .await;
+    assert!(!dir.path().join("archive/file.5").exists());
+
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.content_length(), Some(blocks << 20));
+    let mut stream = r.bytes_stream();
+    let mut offset = 0u64;
+    let mut expected = large_block(0);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let in_block = (offset % (1 << 20)) as usize;
+            if in_block == 0 {
+                expected = large_block(offset >> 20);
+            }
+            let n = rest.len().min((1 << 20) - in_block);
+            assert!(rest[..n] == expected[in_block..in_block + n], "content differs at byte {offset}");
+            rest = &rest[n..];
+            offset += n as u64;
+        }
+    }
+    assert_eq!(offset, blocks << 20);
+    let grown_mib = (server.peak_rss_kib() - before) / 1024;
+    assert!(
+        grown_mib < 96,
+        "peak RSS grew by {grown_mib} MiB for a {blocks} MiB archive and read-through"
+    );
+}
