@@ -125,7 +125,15 @@ retain_local_secs = 0
     let r = http.put(&url).body(data.clone()).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let other = format!("{}/250", server.url);
-    assert_eq!(http.put(&other).body("stays").send().await.unwrap().status(), 201);
+    assert_eq!(
+        http.put(&other)
+            .body("stays")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
 
     wait_until("id 150 is archived", Duration::from_secs(30), || async {
         let r = http.head(&url).send().await.unwrap();
@@ -217,7 +225,12 @@ propagate_delete = true
         http.request(method, format!("{v1}/{path}"))
             .header("X-Auth-Token", &token)
     };
-    assert!(send(reqwest::Method::PUT, "cold").send().await.unwrap().status().is_success());
+    assert!(send(reqwest::Method::PUT, "cold")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
     for (name, body) in [("a", "alpha"), ("b", "bravo"), ("c", "charlie")] {
         let r = send(reqwest::Method::PUT, &format!("cold/{name}"))
             .header("X-Object-Meta-Color", "blue")
@@ -227,7 +240,12 @@ propagate_delete = true
             .unwrap();
         assert_eq!(r.status(), 201);
     }
-    let etag_before = send(reqwest::Method::HEAD, "cold/b").send().await.unwrap().headers()["etag"].clone();
+    let etag_before = send(reqwest::Method::HEAD, "cold/b")
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
+        .clone();
 
     let r = http
         .post(format!("{}/hlm/v1/migrate/AUTH_test/cold/b", server.url))
@@ -306,8 +324,22 @@ propagate_delete = true
     })
     .await;
     // Deleting propagates: gone locally and remotely.
-    assert_eq!(send(reqwest::Method::DELETE, "cold/b").send().await.unwrap().status(), 204);
-    assert_eq!(send(reqwest::Method::GET, "cold/b").send().await.unwrap().status(), 404);
+    assert_eq!(
+        send(reqwest::Method::DELETE, "cold/b")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        send(reqwest::Method::GET, "cold/b")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[test]
@@ -315,7 +347,15 @@ fn start_up_stops_naming_an_unreachable_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "no-such-bucket-anywhere", "");
     let output = Command::new(binary())
-        .args(["-c", config.to_str().unwrap(), "-a", "127.0.0.1", "-p", "0", "--prefix"])
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--prefix",
+        ])
         .arg(dir.path().join("archive"))
         .env_remove("ARCHIVEINTERFACE_CONFIG")
         .output()
@@ -334,13 +374,15 @@ async fn fresh_postgres_queue() -> String {
     use sqlx::Connection;
     let base = std::env::var("ARCHIVEINTERFACE_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap_or_else(|e| {
-        panic!(
+    let mut admin = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
             "PostgreSQL is required and not reachable at {base}: {e}\nstart it (apt-get install \
              postgresql && pg_ctlcluster 15 main start, database 'test' with trust auth on \
              127.0.0.1) or set ARCHIVEINTERFACE_TEST_POSTGRES_URL"
         )
-    });
+        });
     let schema = format!(
         "cloud_{}_{}",
         std::process::id(),
@@ -374,13 +416,11 @@ async fn two_instances_on_one_postgres_queue_copy_each_file_once() {
     let config = write_config(
         dir.path(),
         &bucket,
-        &format!(
-            r#"[[cloud.policies]]
+        r#"[[cloud.policies]]
 store = "moto"
 ids = [1, 1000]
 copy_after_secs = 0
-"#
-        ),
+"#,
     );
     let env = [("ARCHIVEINTERFACE_HLM__QUEUE_URL", queue.as_str())];
     let start_one = || {
@@ -430,15 +470,24 @@ copy_after_secs = 0
             .unwrap();
         copied += metric(&text, "archive_cloud_copied_objects_total");
     }
-    assert_eq!(copied, files, "each file uploaded exactly once across both instances");
+    assert_eq!(
+        copied, files,
+        "each file uploaded exactly once across both instances"
+    );
 }
 
 /// The TOML examples of the README's cloud tier section.
 fn readme_examples() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("## Cloud tier").expect("README has a cloud tier section");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("## Cloud tier")
+        .expect("README has a cloud tier section");
     let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map(|e| e + 3).unwrap_or(section.len())];
+    let section = &section[..section[3..]
+        .find("\n## ")
+        .map(|e| e + 3)
+        .unwrap_or(section.len())];
     section
         .split("```toml\n")
         .skip(1)
@@ -476,11 +525,22 @@ async fn the_readme_examples_load_and_the_minio_one_serves() {
     let server = start(dir.path(), &file);
     let http = reqwest::Client::new();
     let url = format!("{}/42", server.url);
-    assert_eq!(http.put(&url).body("example").send().await.unwrap().status(), 201);
+    assert_eq!(
+        http.put(&url)
+            .body("example")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
     // The start-up check passed (the port opened) with the example's options; the tier answers.
     let r = http.head(&url).send().await.unwrap();
     assert_eq!(h(r.headers(), "x-pacifica-hsm-state"), "resident");
-    assert_eq!(http.get(&url).send().await.unwrap().text().await.unwrap(), "example");
+    assert_eq!(
+        http.get(&url).send().await.unwrap().text().await.unwrap(),
+        "example"
+    );
 }
 
 /// A TCP relay to the S3 server that can be taken down (refusing new connections and cutting open
@@ -586,16 +646,27 @@ restore_on_read = true
         }
     };
     for (id, body) in [(1, "one"), (201, "two hundred one")] {
-        let r = http.put(format!("{}/{id}", server.url)).body(body).send().await.unwrap();
+        let r = http
+            .put(format!("{}/{id}", server.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
-    wait_until("1 and 201 are archived", Duration::from_secs(30), || async {
-        state(1).await == "migrated" && state(201).await == "migrated"
-    })
+    wait_until(
+        "1 and 201 are archived",
+        Duration::from_secs(30),
+        || async { state(1).await == "migrated" && state(201).await == "migrated" },
+    )
     .await;
 
     // restore_on_read: the GET restores the file, then serves the local copy.
-    let r = http.get(format!("{}/201", server.url)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/201", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "two hundred one");
     let text = metrics_text(&http, &server).await;
@@ -604,7 +675,12 @@ restore_on_read = true
 
     // A file written now, due for its copy in 2 s; then the store goes away.
     assert_eq!(
-        http.put(format!("{}/2", server.url)).body("written while up").send().await.unwrap().status(),
+        http.put(format!("{}/2", server.url))
+            .body("written while up")
+            .send()
+            .await
+            .unwrap()
+            .status(),
         201
     );
     relay.set_down(true);
@@ -612,7 +688,10 @@ restore_on_read = true
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert!(
-        body["message"].as_str().unwrap().contains("cloud store `moto`"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("cloud store `moto`"),
         "{body}"
     );
     // Local files stay readable; their tier is unknown while the store is away.
@@ -621,27 +700,56 @@ restore_on_read = true
     assert_eq!(r.text().await.unwrap(), "written while up");
     assert_eq!(state(2).await, "unknown");
     // A new id cannot be checked against the store: refused, nothing stored.
-    let r = http.put(format!("{}/3", server.url)).body("x").send().await.unwrap();
+    let r = http
+        .put(format!("{}/3", server.url))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(!dir.path().join("archive/file.3").exists());
     // The archive of 2 is queued and fails while the store is away (retried with backoff).
-    wait_until("copies fail while the store is down", Duration::from_secs(30), || async {
-        metric(&metrics_text(&http, &server).await, "archive_cloud_errors_total") >= 4
-    })
+    wait_until(
+        "copies fail while the store is down",
+        Duration::from_secs(30),
+        || async {
+            metric(
+                &metrics_text(&http, &server).await,
+                "archive_cloud_errors_total",
+            ) >= 4
+        },
+    )
     .await;
-    assert!(dir.path().join("archive/file.2").exists(), "nothing released");
+    assert!(
+        dir.path().join("archive/file.2").exists(),
+        "nothing released"
+    );
 
     relay.set_down(false);
-    wait_until("2 is archived once the store is back", Duration::from_secs(60), || async {
-        state(2).await == "migrated"
-    })
+    wait_until(
+        "2 is archived once the store is back",
+        Duration::from_secs(60),
+        || async { state(2).await == "migrated" },
+    )
     .await;
     assert_eq!(
-        http.get(format!("{}/2", server.url)).send().await.unwrap().text().await.unwrap(),
+        http.get(format!("{}/2", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
         "written while up"
     );
     assert_eq!(
-        http.get(format!("{}/1", server.url)).send().await.unwrap().text().await.unwrap(),
+        http.get(format!("{}/1", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
         "one"
     );
 }
@@ -677,7 +785,11 @@ retain_local_secs = 0
     );
     let server = start(dir.path(), &config);
     let http = reqwest::Client::new();
-    http.put(format!("{}/20", server.url)).body("warm-up").send().await.unwrap();
+    http.put(format!("{}/20", server.url))
+        .body("warm-up")
+        .send()
+        .await
+        .unwrap();
     let before = server.peak_rss_kib();
 
     let blocks = large_object_mib();
@@ -691,10 +803,14 @@ retain_local_secs = 0
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    wait_until("the large file is archived", Duration::from_secs(600), || async {
-        let r = http.head(&url).send().await.unwrap();
-        h(r.headers(), "x-pacifica-hsm-state") == "migrated"
-    })
+    wait_until(
+        "the large file is archived",
+        Duration::from_secs(600),
+        || async {
+            let r = http.head(&url).send().await.unwrap();
+            h(r.headers(), "x-pacifica-hsm-state") == "migrated"
+        },
+    )
     .await;
     assert!(!dir.path().join("archive/file.5").exists());
 
@@ -713,7 +829,10 @@ retain_local_secs = 0
                 expected = large_block(offset >> 20);
             }
             let n = rest.len().min((1 << 20) - in_block);
-            assert!(rest[..n] == expected[in_block..in_block + n], "content differs at byte {offset}");
+            assert!(
+                rest[..n] == expected[in_block..in_block + n],
+                "content differs at byte {offset}"
+            );
             rest = &rest[n..];
             offset += n as u64;
         }

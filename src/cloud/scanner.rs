@@ -8,9 +8,9 @@
 
 use crate::hlm::queue::{NewRequest, Op, RequestFilter, State, Target};
 use crate::hlm::HlmService;
+use archive_cloud::policy::KeyKind;
 use archive_cloud::CloudBackend;
 use archive_core::Key;
-use archive_cloud::policy::KeyKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,7 +51,10 @@ pub async fn scan_once(
     let queued = queued_keys(hlm, cloud).await?;
     let mut submitted = 0;
     for (op, keys) in [(Op::Premigrate, due.copy), (Op::Migrate, due.archive)] {
-        let fresh = keys.iter().map(Key::as_str).filter(|k| !queued.contains(*k));
+        let fresh = keys
+            .iter()
+            .map(Key::as_str)
+            .filter(|k| !queued.contains(*k));
         for target in targets(cloud, fresh, batch.max(1)) {
             let count = match &target {
                 Target::Objects { objects, .. } => objects.len(),

@@ -162,10 +162,16 @@ impl CloudBackend {
         }
         let keeps_metadata = !store.url.starts_with("file:");
         let replace = existing.is_some();
-        let copied =
-            copy::copy_file(self.local.as_ref(), store, key, &status, keeps_metadata, replace)
-                .await
-                .map_err(|e| self.counted(store, e))?;
+        let copied = copy::copy_file(
+            self.local.as_ref(),
+            store,
+            key,
+            &status,
+            keeps_metadata,
+            replace,
+        )
+        .await
+        .map_err(|e| self.counted(store, e))?;
         let Some(copied) = copied else {
             // Another instance stored it meanwhile: current if it copied this same file.
             return match self.remote_head(store, key.as_str()).await? {
@@ -345,7 +351,7 @@ impl CloudBackend {
                         store: store.name.clone(),
                         operation: "LIST",
                         key: prefix.to_string(),
-                        source,
+                        source: Box::new(source),
                     },
                 ))
             })?;
@@ -524,14 +530,17 @@ impl ArchiveBackend for CloudBackend {
     async fn placement(&self, keys: &[Key]) -> Result<Vec<KeyOutcome<Placement>>> {
         let mut out = Vec::with_capacity(keys.len());
         for (key, status) in self.status_many(keys).await {
-            let placement = status.map(|status| match (status.state, self.selected(key.as_str())) {
-                (HsmState::Premigrated | HsmState::Migrated, Some(selected)) => Placement::Tape {
-                    volume: selected.store.name.clone(),
-                    position: 0,
-                    resident_copy: status.state == HsmState::Premigrated,
-                },
-                _ => Placement::Disk,
-            });
+            let placement =
+                status.map(|status| match (status.state, self.selected(key.as_str())) {
+                    (HsmState::Premigrated | HsmState::Migrated, Some(selected)) => {
+                        Placement::Tape {
+                            volume: selected.store.name.clone(),
+                            position: 0,
+                            resident_copy: status.state == HsmState::Premigrated,
+                        }
+                    }
+                    _ => Placement::Disk,
+                });
             out.push((key, placement));
         }
         Ok(out)

@@ -128,7 +128,10 @@ impl CloudConfig {
     /// Checks what can be checked without the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.stores.is_empty() && !self.policies.is_empty() {
-            return Err(bad("policies", "policies are set but no store is configured"));
+            return Err(bad(
+                "policies",
+                "policies are set but no store is configured",
+            ));
         }
         for (name, store) in &self.stores {
             let key = |field: &str| format!("stores.{name}.{field}");
@@ -143,7 +146,10 @@ impl CloudConfig {
                 ));
             }
             if store.url.is_empty() {
-                return Err(bad(key("url"), "missing: the store's URL (s3://bucket/prefix, ...)"));
+                return Err(bad(
+                    key("url"),
+                    "missing: the store's URL (s3://bucket/prefix, ...)",
+                ));
             }
             url::Url::parse(&store.url)
                 .map_err(|e| bad(key("url"), format!("`{}` is not a URL: {e}", store.url)))?;

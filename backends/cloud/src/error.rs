@@ -23,7 +23,7 @@ pub enum Error {
         /// Its URL.
         url: String,
         /// The client's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A request to a store failed.
     #[error("cloud store `{store}`: {operation} {key}: {source}")]
@@ -35,7 +35,7 @@ pub enum Error {
         /// The archive key.
         key: String,
         /// The client's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The remote copy does not match what was sent.
     #[error("cloud store `{store}`: the copy of {key} does not verify: {problem}")]
@@ -48,7 +48,9 @@ pub enum Error {
         problem: String,
     },
     /// The local file changed while it was being copied.
-    #[error("{key} changed while it was being copied to cloud store `{store}`; it will be copied again")]
+    #[error(
+        "{key} changed while it was being copied to cloud store `{store}`; it will be copied again"
+    )]
     ChangedDuringCopy {
         /// Store name.
         store: String,
@@ -76,11 +78,11 @@ pub enum Error {
 impl From<Error> for archive_core::Error {
     fn from(e: Error) -> Self {
         match &e {
-            Error::Store {
-                source: object_store::Error::NotFound { .. },
-                key,
-                ..
-            } => archive_core::Error::NotFound { key: key.clone() },
+            Error::Store { source, key, .. }
+                if matches!(**source, object_store::Error::NotFound { .. }) =>
+            {
+                archive_core::Error::NotFound { key: key.clone() }
+            }
             Error::NoPolicy { .. } => archive_core::Error::InvalidArgument(e.to_string()),
             Error::Store { .. }
             | Error::Unreachable { .. }

@@ -6,6 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// One metric family: name, type, help text, and which counter of a store it shows.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StoreCounters) -> &AtomicU64,
+);
+
 /// The counters of one store.
 #[derive(Debug, Default)]
 pub struct StoreCounters {
@@ -59,15 +67,55 @@ impl CloudMetrics {
     /// The Prometheus text of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let families: [(&str, &str, &str, fn(&StoreCounters) -> &AtomicU64); 8] = [
-            ("archive_cloud_copied_bytes_total", "counter", "Bytes copied to the store.", |c| &c.bytes_copied),
-            ("archive_cloud_copied_objects_total", "counter", "Objects copied to the store.", |c| &c.objects_copied),
-            ("archive_cloud_copy_skipped_total", "counter", "Copies found current already.", |c| &c.copies_skipped),
-            ("archive_cloud_released_objects_total", "counter", "Local copies released after a confirmed remote copy.", |c| &c.objects_released),
-            ("archive_cloud_restored_objects_total", "counter", "Objects restored from the store.", |c| &c.objects_restored),
-            ("archive_cloud_read_through_total", "counter", "Reads served from the store.", |c| &c.read_through_hits),
-            ("archive_cloud_errors_total", "counter", "Failed requests to the store.", |c| &c.errors),
-            ("archive_cloud_queue_depth", "gauge", "Copies and archives due, as of the last scan.", |c| &c.queue_depth),
+        let families: [Family; 8] = [
+            (
+                "archive_cloud_copied_bytes_total",
+                "counter",
+                "Bytes copied to the store.",
+                |c| &c.bytes_copied,
+            ),
+            (
+                "archive_cloud_copied_objects_total",
+                "counter",
+                "Objects copied to the store.",
+                |c| &c.objects_copied,
+            ),
+            (
+                "archive_cloud_copy_skipped_total",
+                "counter",
+                "Copies found current already.",
+                |c| &c.copies_skipped,
+            ),
+            (
+                "archive_cloud_released_objects_total",
+                "counter",
+                "Local copies released after a confirmed remote copy.",
+                |c| &c.objects_released,
+            ),
+            (
+                "archive_cloud_restored_objects_total",
+                "counter",
+                "Objects restored from the store.",
+                |c| &c.objects_restored,
+            ),
+            (
+                "archive_cloud_read_through_total",
+                "counter",
+                "Reads served from the store.",
+                |c| &c.read_through_hits,
+            ),
+            (
+                "archive_cloud_errors_total",
+                "counter",
+                "Failed requests to the store.",
+                |c| &c.errors,
+            ),
+            (
+                "archive_cloud_queue_depth",
+                "gauge",
+                "Copies and archives due, as of the last scan.",
+                |c| &c.queue_depth,
+            ),
         ];
         for (name, kind, help, counter) in families {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

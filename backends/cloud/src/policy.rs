@@ -71,7 +71,10 @@ fn decode_id2filename(key: &str) -> Option<i128> {
         Some(d) => (true, d),
         None => (false, hex),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    if digits.is_empty()
+        || !digits
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     {
         return None;
     }

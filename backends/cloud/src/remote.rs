@@ -73,7 +73,7 @@ pub(crate) fn error_for(
         store: name.clone(),
         operation,
         key: key.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -86,7 +86,11 @@ pub async fn head(store: &RemoteStore, key: &str) -> Result<Option<RemoteObject>
     match store.store.get_opts(&store.path_of(key), options).await {
         Ok(got) => Ok(Some(RemoteObject {
             size: got.meta.size,
-            e_tag: got.meta.e_tag.as_deref().map(|t| t.trim_matches('"').to_string()),
+            e_tag: got
+                .meta
+                .e_tag
+                .as_deref()
+                .map(|t| t.trim_matches('"').to_string()),
             last_modified: SystemTime::from(got.meta.last_modified),
             mtime: from_attributes(&got.attributes),
         })),

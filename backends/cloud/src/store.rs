@@ -57,7 +57,9 @@ impl RemoteStore {
             .with_timeout(Duration::from_secs(config.request_timeout_secs))
             .with_connect_timeout(Duration::from_secs(config.connect_timeout_secs));
         let unknown = |key: &str, e: object_store::Error| {
-            invalid(format!("option `{key}` is not known for this kind of store: {e}"))
+            invalid(format!(
+                "option `{key}` is not known for this kind of store: {e}"
+            ))
         };
         let (store, prefix): (Arc<dyn ObjectStore>, &str) = match url.scheme() {
             "s3" | "s3a" => {
@@ -127,8 +129,8 @@ impl RemoteStore {
                     .map_err(|()| invalid(format!("`{}` is not a local directory", config.url)))?;
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
-                let store = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| invalid(e.to_string()))?;
+                let store =
+                    LocalFileSystem::new_with_prefix(&dir).map_err(|e| invalid(e.to_string()))?;
                 (Arc::new(store), "")
             }
             other => {
@@ -158,7 +160,7 @@ impl RemoteStore {
             .map_err(|source| Error::Unreachable {
                 store: self.name.clone(),
                 url: self.url.clone(),
-                source,
+                source: Box::new(source),
             })
     }
 

@@ -26,7 +26,10 @@ async fn put(backend: &dyn ArchiveBackend, k: &str, data: &[u8]) {
 
 fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,12 +39,18 @@ async fn a_copy_is_verified_and_not_repeated() {
     let b = tier.backend.as_ref();
     let data = pattern(100_000, 1);
     put(b, "dir/one", &data).await;
-    assert_eq!(b.status(&key("dir/one")).await.unwrap().state, HsmState::Resident);
+    assert_eq!(
+        b.status(&key("dir/one")).await.unwrap().state,
+        HsmState::Resident
+    );
 
     let outcomes = b.premigrate(&[key("dir/one")]).await.unwrap();
     assert!(outcomes[0].1.is_ok(), "{outcomes:?}");
     let store = RemoteStore::open("s3", &s3_store(&bucket)).unwrap();
-    let object = remote::head(&store, "dir/one").await.unwrap().expect("remote copy");
+    let object = remote::head(&store, "dir/one")
+        .await
+        .unwrap()
+        .expect("remote copy");
     assert_eq!(object.size, data.len() as u64);
     assert_eq!(object.e_tag.as_deref(), Some(md5_hex(&data).as_str()));
     let status = b.status(&key("dir/one")).await.unwrap();
@@ -52,7 +61,10 @@ async fn a_copy_is_verified_and_not_repeated() {
     assert!(b.premigrate(&[key("dir/one")]).await.unwrap()[0].1.is_ok());
     assert_eq!(counters(b).objects_copied.load(Ordering::Relaxed), 1);
     assert_eq!(counters(b).copies_skipped.load(Ordering::Relaxed), 1);
-    assert_eq!(counters(b).bytes_copied.load(Ordering::Relaxed), data.len() as u64);
+    assert_eq!(
+        counters(b).bytes_copied.load(Ordering::Relaxed),
+        data.len() as u64
+    );
     // The local copy stays.
     assert_eq!(read(b, &key("dir/one"), ReadRange::All).await, data);
     assert!(tier.local_path("dir/one").exists());
@@ -68,10 +80,16 @@ async fn a_large_file_goes_in_parts_and_reads_through_by_range() {
     put(b, "big", &data).await;
     let outcomes = b.migrate(&[key("big")]).await.unwrap();
     assert!(outcomes[0].1.is_ok(), "{outcomes:?}");
-    assert!(!tier.local_path("big").exists(), "the local copy is released");
+    assert!(
+        !tier.local_path("big").exists(),
+        "the local copy is released"
+    );
     let store = RemoteStore::open("s3", &s3_store(&bucket)).unwrap();
     let object = remote::head(&store, "big").await.unwrap().unwrap();
-    assert!(object.e_tag.as_deref().unwrap().ends_with("-4"), "{object:?}");
+    assert!(
+        object.e_tag.as_deref().unwrap().ends_with("-4"),
+        "{object:?}"
+    );
 
     let status = b.status(&key("big")).await.unwrap();
     assert_eq!(status.state, HsmState::Migrated);
@@ -83,8 +101,14 @@ async fn a_large_file_goes_in_parts_and_reads_through_by_range() {
     };
     let got = b.get(&key("big"), range).await.unwrap();
     assert_eq!(got.status.state, HsmState::Migrated);
-    assert_eq!(read(b, &key("big"), range).await, data[5 * 1024 * 1024 - 10..5 * 1024 * 1024 + 10]);
-    assert_eq!(read(b, &key("big"), ReadRange::Last(7)).await, data[data.len() - 7..]);
+    assert_eq!(
+        read(b, &key("big"), range).await,
+        data[5 * 1024 * 1024 - 10..5 * 1024 * 1024 + 10]
+    );
+    assert_eq!(
+        read(b, &key("big"), ReadRange::Last(7)).await,
+        data[data.len() - 7..]
+    );
     assert_eq!(read(b, &key("big"), ReadRange::All).await, data);
     assert!(counters(b).read_through_hits.load(Ordering::Relaxed) >= 3);
 }
@@ -110,13 +134,20 @@ async fn an_archived_file_is_restored_with_its_time_and_stays_copied() {
     assert_eq!(b.status(&key("f")).await.unwrap().mtime, mtime);
     // Archived files are write-once like local ones.
     let again = b.put(&key("f"), body(b"x"), PutOptions::default()).await;
-    assert!(matches!(again, Err(Error::AlreadyExists { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(Error::AlreadyExists { .. })),
+        "{again:?}"
+    );
 
     assert!(b.recall(&[key("f")]).await.unwrap()[0].1.is_ok());
     assert!(tier.local_path("f").exists());
     let status = b.status(&key("f")).await.unwrap();
     assert_eq!(status.mtime, mtime);
-    assert_eq!(status.state, HsmState::Premigrated, "the restored file is still copied");
+    assert_eq!(
+        status.state,
+        HsmState::Premigrated,
+        "the restored file is still copied"
+    );
     assert_eq!(counters(b).objects_restored.load(Ordering::Relaxed), 1);
     assert_eq!(read(b, &key("f"), ReadRange::All).await, data);
 }
@@ -155,16 +186,28 @@ async fn deletes_propagate_only_when_the_policy_says_so() {
     }
     b.delete(&key("gone/a")).await.unwrap();
     assert!(remote::head(&store, "gone/a").await.unwrap().is_none());
-    assert!(matches!(b.status(&key("gone/a")).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        b.status(&key("gone/a")).await,
+        Err(Error::NotFound { .. })
+    ));
 
     b.delete(&key("keep/a")).await.unwrap();
     assert!(!tier.local_path("keep/a").exists());
-    assert!(remote::head(&store, "keep/a").await.unwrap().is_some(), "the remote copy stays");
+    assert!(
+        remote::head(&store, "keep/a").await.unwrap().is_some(),
+        "the remote copy stays"
+    );
     // It is served from the store from now on, and deleting it again deletes it there.
-    assert_eq!(b.status(&key("keep/a")).await.unwrap().state, HsmState::Migrated);
+    assert_eq!(
+        b.status(&key("keep/a")).await.unwrap().state,
+        HsmState::Migrated
+    );
     b.delete(&key("keep/a")).await.unwrap();
     assert!(remote::head(&store, "keep/a").await.unwrap().is_none());
-    assert!(matches!(b.delete(&key("keep/a")).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        b.delete(&key("keep/a")).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,12 +219,20 @@ async fn listings_merge_local_and_remote_entries_page_by_page() {
         put(b, k, k.as_bytes()).await;
     }
     // a2 and a4 only remote, a3 in both places, the rest only local.
-    assert!(b.migrate(&[key("c/a2"), key("c/a4")]).await.unwrap().iter().all(|o| o.1.is_ok()));
+    assert!(b
+        .migrate(&[key("c/a2"), key("c/a4")])
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| o.1.is_ok()));
     assert!(b.premigrate(&[key("c/a3")]).await.unwrap()[0].1.is_ok());
     assert!(!tier.local_path("c/a2").exists());
 
     let names = |entries: Vec<archive_core::ListEntry>| -> Vec<String> {
-        entries.into_iter().map(|e| e.key.as_str().to_string()).collect()
+        entries
+            .into_iter()
+            .map(|e| e.key.as_str().to_string())
+            .collect()
     };
     assert_eq!(
         names(b.list("c/").await.unwrap()),
@@ -211,7 +262,9 @@ async fn a_store_that_is_down_fails_loudly_and_loses_nothing() {
     let bucket = new_bucket("down");
     let tier = Tier::new(s3_store(&bucket), vec![everything("s3")]).await;
     put(tier.backend.as_ref(), "archived", b"remote only").await;
-    assert!(tier.backend.migrate(&[key("archived")]).await.unwrap()[0].1.is_ok());
+    assert!(tier.backend.migrate(&[key("archived")]).await.unwrap()[0]
+        .1
+        .is_ok());
     put(tier.backend.as_ref(), "local", b"still here").await;
 
     // The same prefix with the store's endpoint pointing at a closed port.
@@ -228,7 +281,10 @@ async fn a_store_that_is_down_fails_loudly_and_loses_nothing() {
     )
     .unwrap();
     let err = store.check_reachable().await.unwrap_err().to_string();
-    assert!(err.contains("cloud store `s3`") && err.contains(&bucket), "{err}");
+    assert!(
+        err.contains("cloud store `s3`") && err.contains(&bucket),
+        "{err}"
+    );
     let config = CloudConfig {
         stores: [(
             "s3".to_string(),
@@ -242,7 +298,10 @@ async fn a_store_that_is_down_fails_loudly_and_loses_nothing() {
         ..CloudConfig::default()
     };
     let opened = CloudBackend::open(std::sync::Arc::new(local), &config, key_space()).await;
-    assert!(opened.is_err(), "start-up must stop on an unreachable store");
+    assert!(
+        opened.is_err(),
+        "start-up must stop on an unreachable store"
+    );
 
     let down = down_backend(&tier, port);
     let unavailable = |r: Result<_, Error>, what: &str| match r {
@@ -252,18 +311,32 @@ async fn a_store_that_is_down_fails_loudly_and_loses_nothing() {
         other => panic!("{what}: expected Unavailable naming the store, got {other:?}"),
     };
     unavailable(down.status(&key("archived")).await.map(|_| ()), "status");
-    unavailable(down.get(&key("archived"), ReadRange::All).await.map(|_| ()), "get");
+    unavailable(
+        down.get(&key("archived"), ReadRange::All).await.map(|_| ()),
+        "get",
+    );
     unavailable(down.list("").await.map(|_| ()), "list");
     let copy = down.premigrate(&[key("local")]).await.unwrap();
     unavailable(copy.into_iter().next().unwrap().1, "copy");
     unavailable(down.delete(&key("local")).await, "delete");
     // The local file is still readable, and nothing was lost anywhere.
-    assert_eq!(read(&down, &key("local"), ReadRange::All).await, b"still here");
-    assert_eq!(down.status(&key("local")).await.unwrap().state, HsmState::Unknown);
+    assert_eq!(
+        read(&down, &key("local"), ReadRange::All).await,
+        b"still here"
+    );
+    assert_eq!(
+        down.status(&key("local")).await.unwrap().state,
+        HsmState::Unknown
+    );
     assert!(counters(&down).errors.load(Ordering::Relaxed) >= 5);
     // With the store back, the copy is retried and works.
-    assert!(tier.backend.premigrate(&[key("local")]).await.unwrap()[0].1.is_ok());
-    assert_eq!(read(tier.backend.as_ref(), &key("archived"), ReadRange::All).await, b"remote only");
+    assert!(tier.backend.premigrate(&[key("local")]).await.unwrap()[0]
+        .1
+        .is_ok());
+    assert_eq!(
+        read(tier.backend.as_ref(), &key("archived"), ReadRange::All).await,
+        b"remote only"
+    );
 }
 
 /// A tier on `tier`'s prefix whose store endpoint is a closed port (opened without the start-up check).
@@ -290,15 +363,34 @@ async fn an_archive_interrupted_after_the_copy_only_releases_when_run_again() {
     let tier = Tier::new(s3_store(&bucket), vec![everything("s3")]).await;
     put(tier.backend.as_ref(), "f", &pattern(10_000, 4)).await;
     // The copy is done, the release is not (what a crash in between leaves).
-    assert!(tier.backend.premigrate(&[key("f")]).await.unwrap()[0].1.is_ok());
+    assert!(tier.backend.premigrate(&[key("f")]).await.unwrap()[0]
+        .1
+        .is_ok());
     let restarted = tier.reopen().await;
-    assert_eq!(restarted.status(&key("f")).await.unwrap().state, HsmState::Premigrated);
+    assert_eq!(
+        restarted.status(&key("f")).await.unwrap().state,
+        HsmState::Premigrated
+    );
     assert!(restarted.migrate(&[key("f")]).await.unwrap()[0].1.is_ok());
-    assert_eq!(counters(&restarted).objects_copied.load(Ordering::Relaxed), 0);
-    assert_eq!(counters(&restarted).copies_skipped.load(Ordering::Relaxed), 1);
-    assert_eq!(counters(&restarted).objects_released.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        counters(&restarted).objects_copied.load(Ordering::Relaxed),
+        0
+    );
+    assert_eq!(
+        counters(&restarted).copies_skipped.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        counters(&restarted)
+            .objects_released
+            .load(Ordering::Relaxed),
+        1
+    );
     assert!(!tier.local_path("f").exists());
-    assert_eq!(read(&restarted, &key("f"), ReadRange::All).await, pattern(10_000, 4));
+    assert_eq!(
+        read(&restarted, &key("f"), ReadRange::All).await,
+        pattern(10_000, 4)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +428,10 @@ async fn start_up_names_a_missing_bucket() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("`east`") && err.contains("no-such-bucket-here"), "{err}");
+    assert!(
+        err.contains("`east`") && err.contains("no-such-bucket-here"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +456,11 @@ async fn scans_make_copies_and_archives_due_by_age() {
     }
     let now = SystemTime::now();
     let due = archive_cloud::due::scan(b, now).await.unwrap();
-    assert_eq!(due.copy, vec![key("archive/b")], "copy/a is too young, c.tmp excluded, d unselected");
+    assert_eq!(
+        due.copy,
+        vec![key("archive/b")],
+        "copy/a is too young, c.tmp excluded, d unselected"
+    );
     assert!(due.archive.is_empty());
     assert_eq!(counters(b).queue_depth.load(Ordering::Relaxed), 1);
 
@@ -369,12 +468,16 @@ async fn scans_make_copies_and_archives_due_by_age() {
     let due = archive_cloud::due::scan(b, later).await.unwrap();
     assert_eq!(due.copy, vec![key("archive/b"), key("copy/a")]);
     for k in &due.copy {
-        assert!(b.premigrate(std::slice::from_ref(k)).await.unwrap()[0].1.is_ok());
+        assert!(b.premigrate(std::slice::from_ref(k)).await.unwrap()[0]
+            .1
+            .is_ok());
     }
     // Copied: nothing to copy; archive/b is released an hour after its copy was confirmed.
     let due = archive_cloud::due::scan(b, later).await.unwrap();
     assert_eq!(due, archive_cloud::due::DueWork::default());
-    let due = archive_cloud::due::scan(b, now + Duration::from_secs(3700)).await.unwrap();
+    let due = archive_cloud::due::scan(b, now + Duration::from_secs(3700))
+        .await
+        .unwrap();
     assert_eq!(due.archive, vec![key("archive/b")]);
     assert!(due.copy.is_empty());
 }

@@ -54,7 +54,10 @@ pub fn new_bucket(label: &str) -> String {
     )
     .to_ascii_lowercase();
     let answer = raw_request("PUT", &format!("/{name}"));
-    assert!(answer.starts_with("HTTP/1.1 200"), "creating bucket {name}: {answer}");
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "creating bucket {name}: {answer}"
+    );
     name
 }
 
