@@ -298,6 +298,59 @@ propagate_delete = true
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
 
+    // Objects only in the store (another site's) are listed in order with the local ones, paging
+    // across the boundary, and served through.
+    let store = archive_cloud::store::RemoteStore::open(
+        "moto",
+        &archive_cloud::StoreConfig {
+            url: format!("s3://{bucket}/site-a"),
+            endpoint: s3_endpoint(),
+            region: "us-east-1".into(),
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            allow_http: true,
+            ..archive_cloud::StoreConfig::default()
+        },
+    )
+    .unwrap();
+    for name in ["b5", "d"] {
+        let path = store.path_of(&format!(".swift/AUTH_test/cold/{name}"));
+        store
+            .store
+            .put(&path, format!("remote {name}").into_bytes().into())
+            .await
+            .unwrap();
+    }
+    let mut pages = Vec::new();
+    let mut marker = String::new();
+    loop {
+        let page: Value = send(
+            reqwest::Method::GET,
+            &format!("cold?format=json&limit=2&marker={marker}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let names: Vec<String> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        if names.is_empty() {
+            break;
+        }
+        marker = names.last().unwrap().clone();
+        pages.push(names);
+    }
+    assert_eq!(pages, [vec!["a", "b"], vec!["b5", "c"], vec!["d"]]);
+    let r = send(reqwest::Method::GET, "cold/b5").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "remote b5");
+
     // Recall brings it back.
     let r = http
         .post(format!("{}/hlm/v1/recall/AUTH_test/cold/b", server.url))

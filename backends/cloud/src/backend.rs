@@ -309,12 +309,16 @@ impl CloudBackend {
     }
 
     /// The stores a listing under `prefix` must include: those of policies that can select keys
-    /// starting with it.
+    /// starting with it (a listing of a container no policy selects asks no store).
     fn stores_for_prefix(&self, prefix: &str) -> Vec<&RemoteStore> {
-        let mut names: Vec<&str> = self.policies.iter().map(|p| p.store.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .policies
+            .iter()
+            .filter(|p| crate::policy::may_select_under(p, &self.space, prefix))
+            .map(|p| p.store.as_str())
+            .collect();
         names.sort_unstable();
         names.dedup();
-        let _ = prefix;
         names
             .into_iter()
             .filter_map(|n| self.stores.get(n).map(Arc::as_ref))
@@ -326,9 +330,13 @@ impl CloudBackend {
         &self,
         store: &RemoteStore,
         prefix: &str,
-        after: Option<&str>,
+        start: Option<(&str, bool)>,
         limit: usize,
     ) -> Result<Vec<ListEntry>> {
+        let after = start.filter(|(_, inclusive)| !inclusive).map(|(s, _)| s);
+        let from = start.filter(|(_, inclusive)| *inclusive).map(|(s, _)| s);
+        // S3, GCS and Azure list in key order, so a page can stop early; a directory store cannot.
+        let ordered = !store.url.starts_with("file:");
         // Listing from the deepest directory the prefix names, then filtering by the string prefix.
         let dir = prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
         let path = if dir.is_empty() {
@@ -360,6 +368,7 @@ impl CloudBackend {
             };
             if !key.starts_with(prefix)
                 || after.is_some_and(|a| key.as_str() <= a)
+                || from.is_some_and(|f| key.as_str() < f)
                 || self.selected(&key).map(|s| s.store.name.as_str()) != Some(store.name.as_str())
             {
                 continue;
@@ -370,11 +379,36 @@ impl CloudBackend {
                 size: meta.size,
                 mtime: std::time::SystemTime::from(meta.last_modified),
             });
+            if ordered && out.len() >= limit {
+                break;
+            }
         }
         // Stores list in their own order (S3: by key bytes; a directory store: unordered).
         out.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// Objects in the stores whose keys start with `prefix` and sort from `start` on (`inclusive`)
+    /// or after it, at most `limit`, sorted: the remote side of a merged listing. A store that
+    /// cannot be listed fails the whole page (503 naming it), never shortens it.
+    pub async fn remote_page(
+        &self,
+        prefix: &str,
+        start: &str,
+        inclusive: bool,
+        limit: usize,
+    ) -> Result<Vec<ListEntry>> {
+        let mut merged: BTreeMap<String, ListEntry> = BTreeMap::new();
+        for store in self.stores_for_prefix(prefix) {
+            for entry in self
+                .remote_list(store, prefix, Some((start, inclusive)), limit)
+                .await?
+            {
+                merged.insert(entry.key.as_str().to_string(), entry);
+            }
+        }
+        Ok(merged.into_values().take(limit).collect())
     }
 
     async fn merged_list(
@@ -385,7 +419,8 @@ impl CloudBackend {
     ) -> Result<Vec<ListEntry>> {
         let mut merged: BTreeMap<String, ListEntry> = BTreeMap::new();
         for store in self.stores_for_prefix(prefix) {
-            for entry in self.remote_list(store, prefix, after, limit).await? {
+            let start = after.map(|a| (a, false));
+            for entry in self.remote_list(store, prefix, start, limit).await? {
                 merged.insert(entry.key.as_str().to_string(), entry);
             }
         }

@@ -117,6 +117,37 @@ pub fn selects(policy: &PolicyConfig, space: &KeySpace, key: &str) -> bool {
     !excluded(policy, name)
 }
 
+/// Whether `policy` may select some key starting with `prefix` (conservative: `true` when unsure).
+pub fn may_select_under(policy: &PolicyConfig, space: &KeySpace, prefix: &str) -> bool {
+    if let Some(key_prefix) = &policy.key_prefix {
+        if key_prefix.starts_with(prefix) || prefix.starts_with(key_prefix.as_str()) {
+            return true;
+        }
+    }
+    let root = format!("{}/", space.swift_root);
+    let in_swift = prefix.starts_with(&root);
+    if policy.ids.is_some() && !in_swift {
+        return true;
+    }
+    let Some(account) = &policy.account else {
+        return false;
+    };
+    if !in_swift {
+        return root.starts_with(prefix);
+    }
+    let mut parts = prefix[root.len()..].split('/');
+    // A part followed by `/` is complete; the last part may be a partial name.
+    let complete: Vec<&str> = {
+        let all: Vec<&str> = parts.by_ref().collect();
+        all[..all.len() - 1].to_vec()
+    };
+    match complete.as_slice() {
+        [] => true,
+        [a] => a == account,
+        [a, c, ..] => a == account && policy.container.as_deref().is_none_or(|pc| pc == *c),
+    }
+}
+
 fn excluded(policy: &PolicyConfig, name: &str) -> bool {
     policy
         .exclude_pattern
@@ -196,6 +227,31 @@ mod tests {
         assert!(selects(&policy, &s, "file.a"));
         assert!(!selects(&policy, &s, "file.9"));
         assert!(!selects(&policy, &s, "file.15"));
+    }
+
+    #[test]
+    fn listings_ask_only_the_policies_that_can_select_below_the_prefix() {
+        let s = space(true);
+        let container = PolicyConfig {
+            store: "s".into(),
+            account: Some("AUTH_a".into()),
+            container: Some("c".into()),
+            ..PolicyConfig::default()
+        };
+        assert!(may_select_under(&container, &s, ""));
+        assert!(may_select_under(&container, &s, ".swift/AUTH_a/c/"));
+        assert!(may_select_under(&container, &s, ".swift/AUTH_a/c/x"));
+        assert!(may_select_under(&container, &s, ".swift/AUTH_a/"));
+        assert!(!may_select_under(&container, &s, ".swift/AUTH_a/d/"));
+        assert!(!may_select_under(&container, &s, ".swift/AUTH_b/c/"));
+        assert!(!may_select_under(&container, &s, "39/"));
+        let ids = PolicyConfig {
+            store: "s".into(),
+            ids: Some([1, 2]),
+            ..PolicyConfig::default()
+        };
+        assert!(may_select_under(&ids, &s, "39/"));
+        assert!(!may_select_under(&ids, &s, ".swift/AUTH_a/c/"));
     }
 
     #[test]
