@@ -897,3 +897,64 @@ retain_local_secs = 0
         "peak RSS grew by {grown_mib} MiB for a {blocks} MiB archive and read-through"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_while_archiving_leaves_a_complete_copy_and_finishes_after_restart() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = new_bucket("killed");
+    let config = write_config(
+        dir.path(),
+        &bucket,
+        r#"[[cloud.policies]]
+store = "moto"
+ids = [1, 10]
+retain_local_secs = 0
+"#,
+    );
+    // A killed holder's request is taken over once its lease expires: short leases here.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[hlm]\n", "[hlm]\nlease_secs = 2\n");
+    std::fs::write(&config, text).unwrap();
+    let blocks = 40u64;
+    let expected: Vec<u8> = (0..blocks).flat_map(large_block).collect();
+    let check = |http: reqwest::Client, url: String| {
+        let expected = expected.clone();
+        async move {
+            let r = http.get(&url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let mut got = Vec::with_capacity(expected.len());
+            let mut stream = r.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                got.extend_from_slice(&chunk.unwrap());
+            }
+            assert!(got == expected, "{url}: the content differs");
+        }
+    };
+    let http = reqwest::Client::new();
+    // Killed at different points of the archive: the scan, the upload, the release.
+    for (id, delay_ms) in [(1u32, 300u64), (2, 900), (3, 1800)] {
+        let mut server = start(dir.path(), &config);
+        let url = format!("{}/{id}", server.url);
+        let r = http.put(&url).body(expected.clone()).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        server.signal(libc::SIGKILL);
+        server.wait_exit(Duration::from_secs(10));
+
+        let server = start(dir.path(), &config);
+        let url = format!("{}/{id}", server.url);
+        check(http.clone(), url.clone()).await;
+        wait_until(
+            "the archive finishes after the restart",
+            Duration::from_secs(60),
+            || async {
+                let r = http.head(&url).send().await.unwrap();
+                h(r.headers(), "x-pacifica-hsm-state") == "migrated"
+            },
+        )
+        .await;
+        check(http.clone(), url).await;
+    }
+}
