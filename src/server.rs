@@ -102,6 +102,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
             return Ok(OpenedBackend {
                 backend: Arc::new(backend),
                 tiered: None,
+                cloud: None,
             });
         }
         BackendType::Posix => {
