@@ -46,6 +46,27 @@ export ARCHIVEINTERFACE_TEST_VENV=$venv
 say "building the HPSS test double (a libhpss.so over a local directory)"
 backends/hpss/double/build.sh "$root/target"
 
+# The cloud tier's tests need an S3 server: moto in server mode on loopback, in-memory, for the whole
+# run (every test makes its own bucket). An S3 server given in ARCHIVEINTERFACE_TEST_S3_URL is used
+# as it is.
+moto_pid=
+stop_moto() { if [ -n "$moto_pid" ]; then kill -TERM "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; fi; }
+trap stop_moto EXIT
+if [ -z "${ARCHIVEINTERFACE_TEST_S3_URL:-}" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r backends/cloud/tests/requirements.txt
+  moto_port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  moto_log=$(mktemp)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$moto_log" 2>&1 &
+  moto_pid=$!
+  export ARCHIVEINTERFACE_TEST_S3_URL=http://127.0.0.1:$moto_port
+  for _ in $(seq 1 100); do
+    "$venv/bin/python" -c "import socket; socket.create_connection(('127.0.0.1', $moto_port), timeout=1).close()" 2>/dev/null && break
+    kill -0 "$moto_pid" 2>/dev/null || { cat "$moto_log"; fail "moto_server (the loopback S3 server) exited at start-up"; }
+    sleep 0.2
+  done
+  echo "S3 server (moto) at $ARCHIVEINTERFACE_TEST_S3_URL"
+fi
+
 say "building (once, debug profile: the tests and the server below use the same binaries)"
 cargo build --workspace --all-targets --locked
 
@@ -63,7 +84,7 @@ cleanup() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then kill -TERM "$server_pid"; wait "$server_pid" || true; fi
   rm -rf "$work"
 }
-trap cleanup EXIT
+trap 'cleanup; stop_moto' EXIT
 
 # Starts a server on a fresh prefix with the Swift users below plus `extra_toml`, runs the pytest
 # deployment suite against it, and stops it (a clean SIGTERM shutdown is part of the check).

@@ -94,6 +94,8 @@ pub struct Config {
     /// The Oracle HSM sideband backend (`[hsm_sideband]`, used with `type = "hsm_sideband"`; the
     /// reference's `sam_qfs_prefix`, `schema`, `host`, `user`, `password`, `port` work as they are).
     pub hsm_sideband: archive_sideband::SidebandConfig,
+    /// The cloud tier over the backend (`[cloud]`: stores and policies; off without stores).
+    pub cloud: archive_cloud::CloudConfig,
 }
 
 /// Backend types of the reference that are recognised but not available yet, with the section that
@@ -269,6 +271,7 @@ impl Default for Config {
             ltfsdm: archive_ltfsdm::LtfsdmConfig::default(),
             hpss: archive_hpss::HpssConfig::default(),
             hsm_sideband: archive_sideband::SidebandConfig::default(),
+            cloud: archive_cloud::CloudConfig::default(),
         }
     }
 }
@@ -465,6 +468,9 @@ impl Config {
             self.hsm_sideband
                 .validate()
                 .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        if let Err(e) = self.cloud.validate() {
+            return Err(ConfigError(e.to_string()));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return bad("log_level", &self.log_level, &e.to_string());

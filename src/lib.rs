@@ -15,11 +15,13 @@
 //! - [`swift`]: the Swift v1 object API with tempauth (`/auth/v1.0`, `/info`, `/v1/...`).
 //! - [`hsm`] is what both APIs share about tiers: the recall scheduler.
 //! - [`hlm`] is the HLM side (request queue, dispatcher).
+//! - [`cloud`] puts the cloud tier over the backend and schedules its copies and archives.
 //! - [`metrics`] counts requests for Prometheus.
 //! - [`name_check`]: what every API refuses in client-chosen names (control characters).
 //! - [`upload`] turns request bodies into backend streams; [`pyjson`] writes Python-compatible JSON.
 
 pub mod cli;
+pub mod cloud;
 pub mod config;
 pub mod config_ini;
 pub mod connections;
@@ -98,6 +100,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The Swift index (accounts, containers, objects and their counts), opened on first use.
     pub swift_index: Arc<tokio::sync::OnceCell<swift::index::SwiftIndex>>,
+    /// The cloud tier, when `[cloud]` configures one (the backend is then this tier).
+    pub cloud: Option<Arc<archive_cloud::CloudBackend>>,
 }
 
 impl AppState {
@@ -126,6 +130,7 @@ impl AppState {
             hlm: None,
             metrics: Arc::default(),
             swift_index: Arc::default(),
+            cloud: None,
         }
     }
 

@@ -141,5 +141,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
             }
         }
     }
+    if let Some(cloud) = &state.cloud {
+        out.push_str(&cloud.metrics().render());
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -55,16 +55,27 @@ pub struct OpenedBackend {
     pub backend: Arc<dyn ArchiveBackend>,
     /// Set for `type = "tiered"`.
     pub tiered: Option<Arc<archive_tiered::TieredBackend>>,
+    /// Set when `[cloud]` puts the cloud tier over the backend (then `backend` is this tier).
+    pub cloud: Option<Arc<archive_cloud::CloudBackend>>,
 }
 
 /// [`build_backend`] on the blocking pool: opening walks the whole prefix (the sweep of partial files,
 /// the tiered backend's repair), which must not stall the async runtime.
 pub async fn open_backend(config: &Config) -> Result<OpenedBackend, StartError> {
-    let config = config.clone();
-    match tokio::task::spawn_blocking(move || build_backend(&config)).await {
-        Ok(opened) => opened,
+    let owned = config.clone();
+    let mut opened = match tokio::task::spawn_blocking(move || build_backend(&owned)).await {
+        Ok(opened) => opened?,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    };
+    // The cloud tier goes over whichever backend was opened; its stores are checked now.
+    let cloud = crate::cloud::layer(config, &opened.backend)
+        .await
+        .map_err(|e| StartError::Config(crate::config::ConfigError::from_message(e.to_string())))?;
+    if let Some(cloud) = cloud {
+        opened.backend = cloud.clone();
+        opened.cloud = Some(cloud);
     }
+    Ok(opened)
 }
 
 /// Opens the configured backend (validating it and repairing what a crash left behind), then sweeps
@@ -92,6 +103,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
             return Ok(OpenedBackend {
                 backend: Arc::new(backend),
                 tiered: None,
+                cloud: None,
             });
         }
         BackendType::Posix => {
@@ -102,6 +114,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
                 OpenedBackend {
                     backend: Arc::new(backend),
                     tiered: None,
+                    cloud: None,
                 },
                 root,
             )
@@ -116,6 +129,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
                 OpenedBackend {
                     backend: backend.clone(),
                     tiered: Some(backend),
+                    cloud: None,
                 },
                 root,
             )
@@ -130,6 +144,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
                 OpenedBackend {
                     backend: Arc::new(backend),
                     tiered: None,
+                    cloud: None,
                 },
                 root,
             )
@@ -360,6 +375,23 @@ pub async fn open_hlm(
         })
 }
 
+/// Starts the cloud scanner beside a dispatcher, when a cloud tier is configured: the policies'
+/// copies and archives are queued where they are executed.
+fn spawn_cloud_scanner(
+    state: &AppState,
+    hlm: &crate::hlm::HlmService,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let cloud = state.cloud.clone()?;
+    Some(tokio::spawn(crate::cloud::scanner::run(
+        cloud,
+        hlm.clone(),
+        std::time::Duration::from_secs(state.config.cloud.scan_interval_secs),
+        state.config.hlm.migrate_batch,
+        stop.clone(),
+    )))
+}
+
 /// `archiveinterface dispatcher`: the backend, the recall scheduler and the HLM dispatcher, without
 /// HTTP, until SIGTERM or ctrl-c. For several instances sharing a PostgreSQL queue.
 pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
@@ -376,13 +408,18 @@ pub async fn run_dispatcher(config: Config) -> Result<(), StartError> {
         )),
         ));
     };
-    let state =
+    let mut state =
         AppState::with_config(opened.backend, settings, config.clone()).with_hlm(hlm.clone());
+    state.cloud = opened.cloud;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scanner = spawn_cloud_scanner(&state, &hlm, &stop_rx);
     let dispatcher = tokio::spawn(crate::hlm::dispatcher::run(state.clone(), hlm, stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = dispatcher.await;
+    if let Some(scanner) = scanner {
+        let _ = scanner.await;
+    }
     state.shutdown_recalls().await;
     Ok(())
 }
@@ -426,6 +463,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     if let Some(hlm) = &hlm {
         state = state.with_hlm(hlm.clone());
     }
+    state.cloud = opened.cloud;
+    let scanner = match &hlm {
+        Some(hlm) if config.hlm.dispatcher => spawn_cloud_scanner(&state, hlm, &stop_rx),
+        _ => None,
+    };
     let dispatcher = match &hlm {
         Some(hlm) if config.hlm.dispatcher => Some(tokio::spawn(crate::hlm::dispatcher::run(
             state.clone(),
@@ -443,6 +485,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     state.shutdown_recalls().await;
     if let Some(policy) = policy {
         let _ = policy.await;
+    }
+    if let Some(scanner) = scanner {
+        let _ = scanner.await;
     }
     served.map_err(bind)?;
     tracing::info!("stopped");

@@ -48,9 +48,14 @@ pub(super) async fn list_objects(
 ) -> ApiResult<Vec<Item<ObjectMeta>>> {
     let index = index_of(state).await?;
     select_page(params, |start, limit| async move {
-        Ok(index
+        let rows = index
             .objects_page(account, container, &start, limit)
-            .await?
+            .await?;
+        let rows = super::cloud_listing::merge_remote_objects(
+            state, account, container, &start, limit, rows,
+        )
+        .await?;
+        Ok(rows
             .into_iter()
             .map(|meta| (meta.name.clone(), meta))
             .collect())

@@ -10,6 +10,7 @@
 
 mod account;
 mod checksum;
+mod cloud_listing;
 mod conditional;
 mod container;
 mod copy;

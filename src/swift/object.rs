@@ -476,9 +476,8 @@ pub(super) async fn get_object(
         Resolved::Answered(answer) => return Ok(answer),
         Resolved::Object { key, status, meta } => (key, status, meta),
     };
-    if !status.is_readable_now() {
-        return Ok(recall_needed(obj.account, obj.container, obj.object));
-    }
+    // A migrated object is refused by the backend's `get` (NotResident, answered below), unless its
+    // tier can read it through (the cloud tier).
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
