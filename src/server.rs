@@ -167,6 +167,7 @@ pub fn build_backend(config: &Config) -> Result<OpenedBackend, StartError> {
                 OpenedBackend {
                     backend: Arc::new(backend),
                     tiered: None,
+                    cloud: None,
                 },
                 root,
             )
